@@ -1,0 +1,122 @@
+"""Stack the cells of a genotype into a classification network.
+
+Layout (NASNet): a stem, then three stages of `cells` normal cells with a reduction cell
+between stages that doubles the channels. The CIFAR stem is one 3x3 convolution; the ImageNet
+stem is a stride-2 3x3 convolution followed by two reduction cells (8x smaller before stage 1).
+An optional auxiliary head reads the end of the second stage, as in NASNet and DARTS.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from searchspace.cells import Cell
+from searchspace.genotype import Genotype
+
+Stem = Literal["cifar", "imagenet"]
+
+
+class AuxiliaryHead(nn.Module):
+    """A small classifier on an intermediate feature map, for the auxiliary loss."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class CellNetwork(nn.Module):
+    """A network of cells from `genotype`.
+
+    In training mode with `auxiliary=True`, `forward` returns `(logits, auxiliary_logits)`;
+    otherwise it returns the logits. `drop_path_prob` (set by the training loop) is the
+    probability of dropping each op's output during training.
+    """
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        *,
+        num_classes: int = 10,
+        cells: int = 2,
+        channels: int = 16,
+        in_channels: int = 3,
+        stem: Stem = "cifar",
+        auxiliary: bool = False,
+        stem_multiplier: int = 3,
+    ) -> None:
+        super().__init__()
+        if cells < 1 or channels < 2 or num_classes < 2 or in_channels < 1:
+            raise ValueError(
+                f"need cells >= 1, channels >= 2, num_classes >= 2 and in_channels >= 1; "
+                f"got cells={cells}, channels={channels}, num_classes={num_classes}, "
+                f"in_channels={in_channels}"
+            )
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        self.genotype = genotype
+        self.drop_path_prob = 0.0
+        self.cells = nn.ModuleList()
+        plan: list[tuple[int, bool]] = []  # (channels, reduction) for each cell after the stem
+        if stem == "cifar":
+            stem_channels = stem_multiplier * channels
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(stem_channels),
+            )
+        else:
+            stem_channels = max(channels // 2, 8)
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(stem_channels),
+            )
+            plan += [(max(channels // 4, 2), True), (max(channels // 2, 2), True)]
+        for stage in range(3):
+            stage_channels = channels * 2**stage
+            if stage > 0:
+                plan.append((stage_channels, True))
+            plan += [(stage_channels, False)] * cells
+        auxiliary_after = len(plan) - cells - 1  # last normal cell of the second stage
+
+        c_prev_prev, c_prev, reduction_prev = stem_channels, stem_channels, False
+        self.auxiliary_head: AuxiliaryHead | None = None
+        for index, (cell_channels, reduction) in enumerate(plan):
+            blocks = genotype.reduction if reduction else genotype.normal
+            cell = Cell(
+                blocks, c_prev_prev, c_prev, cell_channels,
+                reduction=reduction, reduction_prev=reduction_prev,
+            )
+            self.cells.append(cell)
+            c_prev_prev, c_prev, reduction_prev = c_prev, cell.out_channels, reduction
+            if auxiliary and index == auxiliary_after:
+                self.auxiliary_head = AuxiliaryHead(c_prev, num_classes)
+        self.auxiliary_after = auxiliary_after
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        prev_prev = prev = self.stem(x)
+        auxiliary_logits = None
+        for index, cell in enumerate(self.cells):
+            prev_prev, prev = prev, cell(prev_prev, prev, self.drop_path_prob)
+            if self.auxiliary_head is not None and self.training and index == self.auxiliary_after:
+                auxiliary_logits = self.auxiliary_head(prev)
+        logits = self.classifier(self.global_pool(prev).flatten(1))
+        if auxiliary_logits is not None:
+            return logits, auxiliary_logits
+        return logits

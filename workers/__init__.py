@@ -1,0 +1,1 @@
+"""Ray workers: every Ray call of the project lives in this package."""
