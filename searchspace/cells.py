@@ -59,12 +59,12 @@ class Cell(nn.Module):
         for index, (input_a, _, input_b, _) in enumerate(self.blocks):
             op_a, op_b = self.ops[2 * index], self.ops[2 * index + 1]
             states.append(
-                self._apply(op_a, states[input_a], drop_prob)
-                + self._apply(op_b, states[input_b], drop_prob)
+                self._run_op(op_a, states[input_a], drop_prob)
+                + self._run_op(op_b, states[input_b], drop_prob)
             )
         return torch.cat([states[i] for i in self.concat], dim=1)
 
-    def _apply(self, op: nn.Module, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    def _run_op(self, op: nn.Module, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
         out = op(x)
         if self.training and not isinstance(op, Identity):
             out = drop_path(out, drop_prob)

@@ -1,0 +1,72 @@
+"""Resolve what a user names as an architecture (zoo network, reference cell, genotype file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from searchspace.genotype import Genotype, InvalidGenotype
+from searchspace.network import CellNetwork
+from searchspace.references import REFERENCE_GENOTYPES
+from searchspace.zoo import create_network, list_networks
+
+IMAGENET_STEM_MIN_SIZE = 128
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named architecture: a zoo network, or a genotype built as a cell network."""
+
+    name: str
+    genotype: Genotype | None = None
+
+    @property
+    def kind(self) -> str:
+        return "zoo" if self.genotype is None else "cell"
+
+    def build(
+        self, *, num_classes: int, in_channels: int, input_size: int,
+        cells: int = 2, channels: int = 16, auxiliary: bool = False,
+    ) -> nn.Module:
+        """The network for inputs of `in_channels` x `input_size`^2 (cell knobs apply to cells).
+
+        Cell networks use the ImageNet stem from `IMAGENET_STEM_MIN_SIZE` pixels up.
+        """
+        if self.genotype is None:
+            return create_network(self.name, num_classes, input_size, in_channels)
+        stem = "imagenet" if input_size >= IMAGENET_STEM_MIN_SIZE else "cifar"
+        return CellNetwork(
+            self.genotype, num_classes=num_classes, cells=cells, channels=channels,
+            in_channels=in_channels, stem=stem, auxiliary=auxiliary,
+        )
+
+
+def resolve_architecture(spec: str) -> Architecture:
+    """A zoo name, a reference genotype name, or the path of a genotype JSON file."""
+    if spec in REFERENCE_GENOTYPES:
+        return Architecture(spec, REFERENCE_GENOTYPES[spec])
+    if spec in list_networks():
+        return Architecture(spec)
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"genotype file {path} does not exist")
+        try:
+            genotype = Genotype.from_json(path.read_text())
+        except InvalidGenotype as error:
+            raise InvalidGenotype(f"{path}: {error}") from None
+        return Architecture(path.stem, genotype)
+    known = ", ".join([*list_networks(), *REFERENCE_GENOTYPES])
+    raise ValueError(
+        f"unknown architecture {spec!r}: not a zoo network, reference genotype or genotype "
+        f".json file; known names: {known}"
+    )
+
+
+def all_architectures() -> list[Architecture]:
+    """Every named architecture: the zoo, then the reference cells."""
+    return [Architecture(name) for name in list_networks()] + [
+        Architecture(name, genotype) for name, genotype in REFERENCE_GENOTYPES.items()
+    ]

@@ -1,0 +1,173 @@
+"""The `nas` command: train one architecture, list the zoo (search, serve and export come next).
+
+A mistake a user can make (bad name, missing dataset, malformed genotype) ends with exit
+status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from nas.architectures import all_architectures, resolve_architecture
+from nas.data import DATASETS, load_dataset
+from nas.train import TrainConfig, TrainingDiverged, train_model
+from searchspace.complexity import count_flops, count_parameters
+
+app = typer.Typer(help="Neural architecture search: NASNet-style cells, ENAS and Zoph search.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+zoo_app = typer.Typer(help="The classic architectures and the published reference cells.",
+                      no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+console = Console()
+USER_ERRORS = (ValueError, KeyError, OSError, TrainingDiverged)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one line to stderr and exit with status 2."""
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def describe(error: BaseException) -> str:
+    """One line for a user error (pydantic's field errors joined, KeyError without quotes)."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return " ".join(str(error).split())
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into `fail`."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        fail(describe(error))
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op work (NAS_THREADS overrides), no oversubscription."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NAS_THREADS", os.cpu_count() or 1)))
+
+
+@app.command()
+def train(
+    arch: Annotated[str, typer.Option(help="zoo name, reference cell name or genotype .json")],
+    dataset: Annotated[str, typer.Option(help=f"one of {', '.join(DATASETS)}")] = "digits",
+    data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    cells: Annotated[int, typer.Option(min=1, help="normal cells per stage")] = 2,
+    channels: Annotated[int, typer.Option(min=2, help="initial channels of cells")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.05,
+    input_size: Annotated[int | None, typer.Option(min=8, help="resize inputs")] = None,
+    auxiliary: Annotated[bool, typer.Option(help="auxiliary head (cell networks)")] = False,
+    cutout: Annotated[int, typer.Option(min=0)] = 0,
+    drop_path: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.0,
+    seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Train one architecture and report validation accuracy, parameters, FLOPs and seconds."""
+    configure_threads()
+    with user_errors():
+        architecture = resolve_architecture(arch)
+        config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, cutout=cutout,
+            drop_path=drop_path, seed=seed,
+        )
+        data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size)
+        info = data.info
+        model = architecture.build(
+            num_classes=info.num_classes, in_channels=info.in_channels,
+            input_size=info.input_size, cells=cells, channels=channels, auxiliary=auxiliary,
+        )
+        params = count_parameters(model)
+        flops = count_flops(model, (info.in_channels, info.input_size, info.input_size))
+        result = train_model(model, data, config, progress=not as_json and sys.stderr.isatty())
+    summary = {
+        "arch": arch,
+        "dataset": dataset,
+        "epochs": len(result.history),
+        "val_accuracy": round(result.final_val_accuracy, 4),
+        "best_val_accuracy": round(result.best_val_accuracy, 4),
+        "params": params,
+        "flops": flops,
+        "seconds": round(result.seconds, 2),
+    }
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"{arch} on {dataset} ({info.train_size} train / {info.valid_size} valid)")
+    for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
+        table.add_column(column, justify="right")
+    for epoch in result.history:
+        table.add_row(
+            str(epoch.epoch), f"{epoch.train_loss:.3f}", f"{epoch.train_accuracy:.3f}",
+            f"{epoch.val_loss:.3f}", f"{epoch.val_accuracy:.3f}", f"{epoch.seconds:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"val accuracy {summary['val_accuracy']:.4f} (best {summary['best_val_accuracy']:.4f}), "
+        f"{params:,} parameters, {flops / 1e6:.2f}M multiply-adds, {result.seconds:.1f} s"
+    )
+
+
+@zoo_app.command("list")
+def zoo_list(
+    cells: Annotated[int, typer.Option(min=1, help="normal cells per stage (cells)")] = 2,
+    channels: Annotated[int, typer.Option(min=2, help="initial channels (cells)")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """The zoo and the reference cells, with parameters and FLOPs at CIFAR size (3x32x32)."""
+    configure_threads()
+    rows = []
+    for architecture in all_architectures():
+        model = architecture.build(
+            num_classes=10, in_channels=3, input_size=32, cells=cells, channels=channels
+        )
+        rows.append({
+            "name": architecture.name,
+            "kind": architecture.kind,
+            "params": count_parameters(model),
+            "flops": count_flops(model, (3, 32, 32)),
+        })
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"Architectures at 3x32x32, 10 classes (cells: {cells} per stage, "
+                        f"{channels} channels)")
+    for column, justify in (("name", "left"), ("kind", "left"), ("parameters", "right"),
+                            ("multiply-adds", "right")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(row["name"], row["kind"], f"{row['params']:,}",
+                      f"{row['flops'] / 1e6:.1f}M")
+    console.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("NAS_LOG_LEVEL", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The one training loop for search children, retraining and transfer.
+
+SGD with Nesterov momentum and a cosine schedule, weight decay, label smoothing, cutout,
+a linear drop-path schedule, an auxiliary loss, gradient clipping, a per-epoch metrics
+callback, AMP and channels_last on CUDA, and seeded determinism. A non-finite loss stops
+training with `TrainingDiverged`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from nas.data import DataSplits
+
+logger = logging.getLogger(__name__)
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says at which epoch and step."""
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of one training run (defaults: a short proxy run of a small network)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    min_learning_rate: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    cutout: int = Field(0, ge=0, description="side of the square cut out of each image; 0 = off")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="final drop-path probability")
+    auxiliary_weight: float = Field(0.4, ge=0, description="weight of the auxiliary head's loss")
+    grad_clip: float = Field(5.0, gt=0)
+    augment: bool = True
+    seed: int = 0
+    amp: bool = Field(True, description="mixed precision when training on CUDA")
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch measured; passed to the callback and kept in the history."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of a training run."""
+
+    history: list[EpochMetrics] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def final_val_accuracy(self) -> float:
+        return self.history[-1].val_accuracy if self.history else 0.0
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max((epoch.val_accuracy for epoch in self.history), default=0.0)
+
+    def to_dict(self) -> dict:
+        return {
+            "history": [asdict(epoch) for epoch in self.history],
+            "seconds": self.seconds,
+            "stopped_early": self.stopped_early,
+            "final_val_accuracy": self.final_val_accuracy,
+            "best_val_accuracy": self.best_val_accuracy,
+        }
+
+
+EpochCallback = Callable[[EpochMetrics], bool | None]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def apply_cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one `size` x `size` square per image at a random centre (DeVries & Taylor, 2017)."""
+    batch, _, height, width = images.shape
+    centre_y = torch.randint(0, height, (batch, 1, 1), generator=generator)
+    centre_x = torch.randint(0, width, (batch, 1, 1), generator=generator)
+    rows = torch.arange(height).view(1, height, 1)
+    cols = torch.arange(width).view(1, 1, width)
+    inside = ((rows - centre_y).abs() <= size // 2) & ((cols - centre_x).abs() <= size // 2)
+    if size % 2 == 0:
+        inside &= (rows - centre_y < size // 2) & (cols - centre_x < size // 2)
+    return images * (~inside).unsqueeze(1).to(images.device, images.dtype)
+
+
+def evaluate(model: nn.Module, batches: Batches, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` over `batches`, in eval mode without gradients."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    on_cuda = device.type == "cuda"
+    with torch.inference_mode():
+        for images, labels in batches:
+            images, labels = _to_device(images, labels, device, on_cuda)
+            with _autocast(device, enabled=on_cuda):
+                logits = model(images)
+            total_loss += F.cross_entropy(logits.float(), labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += labels.numel()
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("evaluation got no batches: the validation split is empty")
+    return total_loss / seen, correct / seen
+
+
+def train_model(
+    model: nn.Module,
+    data: DataSplits,
+    config: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train `model` on `data.train_loader` and validate each epoch on `data.valid_loader`.
+
+    `on_epoch` is called after every epoch; returning True stops training early (a scheduler
+    such as ASHA pruning the run). Raises `TrainingDiverged` on a non-finite loss.
+    """
+    device = device or default_device()
+    on_cuda = device.type == "cuda"
+    seed_everything(config.seed)
+    model.to(device)
+    if on_cuda:
+        model.to(memory_format=torch.channels_last)
+    train_batches = data.train_loader(config.batch_size, seed=config.seed, augment=config.augment)
+    valid_batches = data.valid_loader(max(config.batch_size, 256))
+    steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training split ({data.info.train_size} examples) is smaller than one batch "
+            f"of {config.batch_size}"
+        )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.learning_rate, momentum=config.momentum,
+        nesterov=config.momentum > 0, weight_decay=config.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_learning_rate
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and config.amp)
+    cutout_generator = torch.Generator().manual_seed(config.seed + 1)
+    result = TrainResult()
+    started = time.perf_counter()
+    with _progress_bar(progress) as bar:
+        task = bar.add_task("training", total=config.epochs * steps_per_epoch, status="")
+        for epoch in range(config.epochs):
+            epoch_started = time.perf_counter()
+            if hasattr(model, "drop_path_prob"):
+                model.drop_path_prob = config.drop_path * epoch / config.epochs
+            model.train()
+            learning_rate = optimizer.param_groups[0]["lr"]
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step, (images, labels) in enumerate(train_batches):
+                if config.cutout:
+                    images = apply_cutout(images, config.cutout, cutout_generator)
+                images, labels = _to_device(images, labels, device, on_cuda)
+                with _autocast(device, enabled=on_cuda and config.amp):
+                    logits, loss = _forward_loss(model, images, labels, config)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(
+                        f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
+                        f"try a lower learning rate (now {learning_rate:g})"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                loss_sum += loss_value * labels.numel()
+                correct += (logits.argmax(1) == labels).sum().item()
+                seen += labels.numel()
+                bar.update(task, advance=1, status=f"loss {loss_value:.3f}")
+            val_loss, val_accuracy = evaluate(model, valid_batches, device)
+            metrics = EpochMetrics(
+                epoch=epoch + 1,
+                train_loss=loss_sum / seen,
+                train_accuracy=correct / seen,
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                learning_rate=learning_rate,
+                seconds=time.perf_counter() - epoch_started,
+            )
+            result.history.append(metrics)
+            logger.info("epoch %d: %s", metrics.epoch, metrics)
+            bar.update(task, status=f"epoch {epoch + 1} val acc {val_accuracy:.3f}")
+            if on_epoch is not None and on_epoch(metrics):
+                result.stopped_early = epoch + 1 < config.epochs
+                break
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _forward_loss(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    output = model(images)
+    logits, auxiliary_logits = output if isinstance(output, tuple) else (output, None)
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    if auxiliary_logits is not None and config.auxiliary_weight > 0:
+        loss = loss + config.auxiliary_weight * F.cross_entropy(
+            auxiliary_logits.float(), labels, label_smoothing=config.label_smoothing
+        )
+    return logits, loss
+
+
+def _to_device(
+    images: torch.Tensor, labels: torch.Tensor, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA when enabled; full precision elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        disable=not enabled,
+        transient=True,
+    )

@@ -1,0 +1,26 @@
+"""The classic architectures of the field, sized for small inputs: the baselines of every search.
+
+Build one by name with `create_network("resnet20", num_classes=10, input_size=32, in_channels=3)`;
+`list_networks()` names them all. Every network runs at any input size from 8x8 up.
+"""
+
+from searchspace.zoo import (  # noqa: F401  (importing a family registers its networks)
+    alexnet,
+    densenet,
+    googlenet,
+    lenet,
+    mobilenet,
+    resnet,
+    resnext,
+    squeezenet,
+    vgg,
+    wide_resnet,
+)
+from searchspace.zoo.registry import (
+    UnknownNetwork,
+    create_network,
+    list_networks,
+    register_network,
+)
+
+__all__ = ["UnknownNetwork", "create_network", "list_networks", "register_network"]
