@@ -16,14 +16,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nas train --arch nasnet_a --dataset digits --epochs 10 --cells 1 --channels 16
+	$(BIN)/nas search --name demo --strategy reinforce --dataset digits --budget-architectures 12
+	$(BIN)/nas searches
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_throughput.py
+	for script in bench/[a-z]*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .nas .pytest_cache .ruff_cache

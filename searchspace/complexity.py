@@ -1,4 +1,4 @@
-"""Size and cost of a network: parameter count and multiply-adds (FLOPs as the field quotes them)."""
+"""Size and cost of a network: parameters and multiply-adds (FLOPs as the field quotes them)."""
 
 from __future__ import annotations
 

@@ -152,3 +152,14 @@ def validate_genotype(
                         f"{_where(cell, i, field)}: {op!r} is not an op of this space "
                         f"(ops: {', '.join(allowed)})"
                     )
+
+
+def describe_cell(blocks: Sequence[Block]) -> list[str]:
+    """A cell as lines of text: one per block, then the concatenated output."""
+    names = ["c{k-2}", "c{k-1}"] + [f"b{i}" for i in range(len(blocks))]
+    lines = [
+        f"b{i} = {op_a}({names[input_a]}) + {op_b}({names[input_b]})"
+        for i, (input_a, op_a, input_b, op_b) in enumerate(blocks)
+    ]
+    lines.append("out = concat(" + ", ".join(names[i] for i in loose_ends(blocks)) + ")")
+    return lines

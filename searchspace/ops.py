@@ -122,7 +122,7 @@ class SqueezeExcitationSeparableConv(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expansion, depthwise conv, linear 1x1 projection; residual at stride 1."""
+    """MobileNetV2 block: 1x1 expansion, depthwise conv, linear 1x1 projection; residual at s=1."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, expansion: int = 3) -> None:
         super().__init__()
@@ -152,7 +152,7 @@ def _split_channels(channels: int, parts: int) -> list[int]:
 
 
 class InceptionBranches(nn.Module):
-    """Inception-v1 module: 1x1 / 1x1-3x3 / 1x1-3x3-3x3 / pool-1x1 branches, concatenated, 1x1 to C."""
+    """Inception-v1 module: 1x1 / 1x1-3x3 / 1x1-3x3-3x3 / pool-1x1 branches, then 1x1 to C."""
 
     def __init__(self, channels: int, stride: int) -> None:
         super().__init__()

@@ -52,7 +52,9 @@ class SearchSpace:
         if self.blocks < 1:
             raise ValueError(f"blocks must be at least 1, got {self.blocks}")
         if self.cells not in (("normal",), CELL_NAMES):
-            raise ValueError(f"cells must be ['normal'] or ['normal', 'reduction'], got {self.cells}")
+            raise ValueError(
+                f"cells must be ['normal'] or ['normal', 'reduction'], got {self.cells}"
+            )
 
     def decisions(self) -> list[Decision]:
         """The controller's decisions in order, with the number of choices of each."""
@@ -85,7 +87,7 @@ class SearchSpace:
         return tokens
 
     def from_tokens(self, tokens: list[int]) -> Genotype:
-        """The genotype a decision sequence names; a wrong length or token raises InvalidGenotype."""
+        """The genotype a decision sequence names; a bad length or token raises InvalidGenotype."""
         decisions = self.decisions()
         if len(tokens) != len(decisions):
             raise InvalidGenotype(f"expected {len(decisions)} tokens, got {len(tokens)}")

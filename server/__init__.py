@@ -1,1 +1,1 @@
-"""FastAPI server: REST API, dashboard and auth. Built on `nas`; nothing imports it but `nas serve`."""
+"""FastAPI server: REST API, dashboard, auth. Built on `nas`; only `nas serve` imports it."""

@@ -17,7 +17,7 @@ from searchspace.spaces import SearchSpace
 class TokenMatchObjective:
     """Reward = fraction of the target's tokens a genotype reproduces, in [0, 1]."""
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace, seed: int | str = 0) -> None:
         self.space = space
         self.target: Genotype = space.sample(random.Random(seed))
         self._target_tokens = space.to_tokens(self.target)

@@ -1,71 +1,20 @@
-"""The `nas` command: train one architecture, list the zoo (search, serve and export come next).
-
-A mistake a user can make (bad name, missing dataset, malformed genotype) ends with exit
-status 2 and one line on stderr, never a traceback.
-"""
+"""`nas train` and `nas zoo list`: one architecture trained, the zoo listed."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from nas.architectures import all_architectures, resolve_architecture
+from nas.cli.app import app, configure_threads, console, user_errors, zoo_app
 from nas.data import DATASETS, load_dataset
-from nas.train import TrainConfig, TrainingDiverged, train_model
+from nas.train import TrainConfig, train_model
 from searchspace.complexity import count_flops, count_parameters
-
-app = typer.Typer(help="Neural architecture search: NASNet-style cells, ENAS and Zoph search.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-zoo_app = typer.Typer(help="The classic architectures and the published reference cells.",
-                      no_args_is_help=True)
-app.add_typer(zoo_app, name="zoo")
-console = Console()
-USER_ERRORS = (ValueError, KeyError, OSError, TrainingDiverged)
-
-
-def fail(message: str) -> NoReturn:
-    """Print one line to stderr and exit with status 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def describe(error: BaseException) -> str:
-    """One line for a user error (pydantic's field errors joined, KeyError without quotes)."""
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-            for item in error.errors()
-        )
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return " ".join(str(error).split())
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into `fail`."""
-    try:
-        yield
-    except USER_ERRORS as error:
-        fail(describe(error))
-
-
-def configure_threads() -> None:
-    """Use every core for intra-op work (NAS_THREADS overrides), no oversubscription."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("NAS_THREADS", os.cpu_count() or 1)))
 
 
 @app.command()
@@ -161,13 +110,3 @@ def zoo_list(
         table.add_row(row["name"], row["kind"], f"{row['params']:,}",
                       f"{row['flops'] / 1e6:.1f}M")
     console.print(table)
-
-
-def main() -> None:
-    logging.basicConfig(level=os.environ.get("NAS_LOG_LEVEL", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,144 @@
+"""Best reward found versus architectures evaluated, for reinforce, random, evolution and tpe.
+
+Two tasks, several seeds each, all run through the real search loop (`nas.search.run_search`)
+on a temporary SQLite store:
+
+- synthetic: reward = share of the 40 decisions (5 blocks, 2 cells, the default 10 ops) equal
+  to a hidden target genotype; optimum 1.0, no training. REINFORCE runs with its ENAS
+  defaults except `tanh_constant: null` (the ENAS cap keeps its policy near-uniform by design).
+- digits: each candidate trained from scratch on scikit-learn's digits (1 normal cell per
+  stage, 8 channels, `--epochs` epochs); reward = validation accuracy.
+
+    .venv/bin/python bench/strategies.py [--seeds 3] [--synthetic-budget 400]
+        [--digits-seeds 2] [--digits-budget 16] [--epochs 2] [--no-docs]
+
+Prints one JSON object and rewrites the "Search strategies" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import command_line, machine_info, markdown_table, set_threads, today, write_section
+
+from nas.config import parse_config
+from nas.search import create_search, run_search
+from nas.store import Store
+
+STRATEGIES = {
+    "reinforce": {"name": "reinforce", "tanh_constant": None},
+    "random": {"name": "random"},
+    "evolution": {"name": "evolution", "population_size": 20, "tournament_size": 5},
+    "tpe": {"name": "tpe", "n_startup_trials": 10},
+}
+
+
+def best_so_far(store: Store, search_id: str) -> list[float]:
+    """The running maximum of the reward, architecture by architecture in the order asked."""
+    curve, best = [], float("-inf")
+    for architecture in store.architectures(search_id, order="step"):
+        if architecture.reward is not None:
+            best = max(best, architecture.reward)
+        curve.append(best)
+    return curve
+
+
+def run(store: Store, task: str, strategy: str, seed: int, budget: int, epochs: int
+        ) -> tuple[list[float], float]:
+    config = {"name": f"bench-{task}-{strategy}-{seed}", "seed": seed,
+              "strategy": STRATEGIES[strategy], "budget": {"architectures": budget},
+              "samples_per_step": 4}
+    if task == "synthetic":
+        config["evaluator"] = {"name": "synthetic"}
+    else:
+        config |= {"evaluator": {"name": "standalone", "epochs": epochs},
+                   "dataset": {"name": "digits"}, "network": {"cells": 1, "channels": 8}}
+    started = time.perf_counter()
+    record = run_search(store, create_search(store, parse_config(config)).id)
+    return best_so_far(store, record.id), time.perf_counter() - started
+
+
+def measure(store: Store, task: str, seeds: int, budget: int, epochs: int) -> dict:
+    results = {}
+    for strategy in STRATEGIES:
+        curves, seconds = [], []
+        for seed in range(seeds):
+            curve, elapsed = run(store, task, strategy, seed, budget, epochs)
+            curves.append(curve)
+            seconds.append(elapsed)
+            print(f"{task} {strategy} seed {seed}: best {curve[-1]:.4f} in {elapsed:.1f} s",
+                  file=sys.stderr, flush=True)
+        results[strategy] = {
+            "mean_best_curve": [statistics.mean(values) for values in zip(*curves, strict=True)],
+            "final_best": [curve[-1] for curve in curves],
+            "seconds": seconds,
+        }
+    return {"task": task, "seeds": seeds, "budget": budget, "strategies": results}
+
+
+def checkpoints(budget: int) -> list[int]:
+    marks = sorted({max(1, budget // 8), budget // 4, budget // 2, budget})
+    return [mark for mark in marks if mark >= 1]
+
+
+def render_task(result: dict, title: str) -> str:
+    marks = checkpoints(result["budget"])
+    rows = []
+    for strategy, data in result["strategies"].items():
+        curve = data["mean_best_curve"]
+        spread = data["final_best"]
+        rows.append([strategy, *[f"{curve[mark - 1]:.3f}" for mark in marks],
+                     f"{min(spread):.3f}-{max(spread):.3f}",
+                     f"{statistics.mean(data['seconds']):.1f}"])
+    headers = ["strategy", *[f"best @{mark}" for mark in marks],
+               f"final range ({result['seeds']} seeds)", "s / search"]
+    return f"{title}\n\n" + markdown_table(headers, rows, align="l" + "r" * (len(headers) - 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the synthetic task")
+    parser.add_argument("--synthetic-budget", type=int, default=400)
+    parser.add_argument("--digits-seeds", type=int, default=2)
+    parser.add_argument("--digits-budget", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per digits candidate")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder, \
+            Store(f"sqlite:///{Path(folder) / 'bench.db'}") as store:
+        synthetic = measure(store, "synthetic", args.seeds, args.synthetic_budget, 0)
+        digits = (measure(store, "digits", args.digits_seeds, args.digits_budget, args.epochs)
+                  if args.digits_seeds > 0 else None)
+    report = {"benchmark": "strategies", "date": today(), "command": command_line(),
+              "machine": machine_info(), "seconds": round(time.perf_counter() - started, 1),
+              "synthetic": synthetic, "digits": digits}
+    print(json.dumps(report))
+    if not args.no_docs:
+        parts = [
+            f"Run on {report['date']} with `{report['command']}` "
+            f"({report['seconds']:.0f} s in all). Mean over seeds of the best reward found "
+            f"after N architectures, through the real search loop, 4 architectures per step.",
+            "",
+            render_task(synthetic, "**Synthetic objective** (share of 40 decisions equal to a "
+                                   "hidden target; optimum 1.0):"),
+        ]
+        if digits is not None:
+            parts += ["", render_task(
+                digits, f"**Digits proxy task** (each candidate trained from scratch for "
+                        f"{args.epochs} epochs, 1 cell per stage, 8 channels; reward = "
+                        f"validation accuracy):")]
+        write_section("Search strategies (bench/strategies.py)", "\n".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""`nas search`, `nas resume`, `nas searches` and `nas show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nas.cli.app import app, configure_threads, console, fail, user_errors
+from nas.config import SearchConfig, load_config, merge, parse_config
+from nas.search import StepReport, create_search, run_search
+from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
+from searchspace.genotype import describe_cell
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    """Nested config overrides from the flags a user gave (None = not given)."""
+    paths = {
+        "strategy": ("strategy", "name"), "evaluator": ("evaluator", "name"),
+        "dataset": ("dataset", "name"), "data_dir": ("dataset", "path"),
+        "budget_architectures": ("budget", "architectures"),
+        "budget_seconds": ("budget", "seconds"), "candidate_epochs": ("evaluator", "epochs"),
+        "cells": ("network", "cells"), "channels": ("network", "channels"),
+        "seed": ("seed",), "name": ("name",),
+    }
+    overrides: dict[str, Any] = {}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        *parents, leaf = paths[flag]
+        target = overrides
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = str(value) if isinstance(value, Path) else value
+    return overrides
+
+
+def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet: bool
+                       ) -> SearchRecord:
+    total = config.budget.architectures
+    with Progress(
+        TextColumn("[bold]search[/] {task.fields[search_id]}"), BarColumn(),
+        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("best {task.fields[best]}"),
+        console=console, disable=quiet, transient=False,
+    ) as bar:
+        task = bar.add_task("search", total=total, search_id=search_id, best="-")
+
+        def report(step: StepReport) -> None:
+            best = "-" if step.best_reward is None else f"{step.best_reward:.4f}"
+            bar.update(task, completed=step.architectures, best=best)
+
+        return run_search(store, search_id, progress=report)
+
+
+def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
+    best = store.architectures(record.id, order="reward", limit=1)
+    return {
+        "search_id": record.id,
+        "name": record.name,
+        "status": str(record.status),
+        "architectures": store.count_architectures(record.id),
+        "best_reward": record.best_reward,
+        "best_genotype": best[0].genotype.to_dict() if best and best[0].reward is not None
+        else None,
+        "error": record.error,
+    }
+
+
+@app.command()
+def search(
+    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")] = None,
+    strategy: Annotated[str | None, typer.Option(help="reinforce, random, evolution, tpe")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="standalone")] = None,
+    dataset: Annotated[str | None, typer.Option(help="digits, cifar10, imagefolder")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
+    budget_architectures: Annotated[int | None, typer.Option(help="architectures to try")] = None,
+    budget_seconds: Annotated[float | None, typer.Option(help="wall-clock budget")] = None,
+    candidate_epochs: Annotated[int | None, typer.Option(help="epochs per candidate")] = None,
+    cells: Annotated[int | None, typer.Option(help="normal cells per stage (proxy)")] = None,
+    channels: Annotated[int | None, typer.Option(help="initial channels (proxy)")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="end with one JSON object")] = False,
+) -> None:
+    """Run a search; prints its id, a live progress bar, then the best architecture."""
+    configure_threads()
+    with user_errors():
+        overrides = _overrides(
+            strategy=strategy, evaluator=evaluator, dataset=dataset, data_dir=data_dir,
+            budget_architectures=budget_architectures, budget_seconds=budget_seconds,
+            candidate_epochs=candidate_epochs, cells=cells, channels=channels, seed=seed,
+            name=name,
+        )
+        if config_file is not None:
+            config = load_config(config_file, overrides)
+        else:
+            config = parse_config(merge({}, overrides), source="options")
+        with Store() as store:
+            record = create_search(store, config)
+            if not as_json:
+                console.print(f"search [bold]{record.id}[/] ({config.name}) queued")
+            record = _run_with_progress(store, record.id, config, quiet=as_json)
+            _report(store, record, as_json)
+
+
+@app.command()
+def resume(
+    search_id: Annotated[str, typer.Argument(help="id from `nas searches`")],
+    as_json: Annotated[bool, typer.Option("--json", help="end with one JSON object")] = False,
+) -> None:
+    """Continue a search from its last checkpoint (after a crash, a kill or a cancel)."""
+    configure_threads()
+    with user_errors(), Store() as store:
+        record = store.get_search(search_id)
+        if record.status is SearchStatus.FINISHED:
+            fail(f"search {search_id} already finished; nothing to resume")
+        config = SearchConfig.model_validate(record.config)
+        record = _run_with_progress(store, search_id, config, quiet=as_json)
+        _report(store, record, as_json)
+
+
+def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
+    summary = _summary(store, record)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"search [bold]{record.id}[/] {summary['status']}: "
+                  f"{summary['architectures']} architectures, best reward "
+                  f"{_number(summary['best_reward'])}")
+    top = store.architectures(record.id, order="reward", limit=1)
+    if top and top[0].reward is not None:
+        _print_architecture(top[0], rank=1)
+
+
+@app.command()
+def searches(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """Every search in the store, newest first."""
+    with user_errors(), Store() as store:
+        rows = [_summary(store, record) | {"created_at": record.created_at.isoformat()}
+                for record in store.list_searches()]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="Searches")
+    for column in ("id", "name", "status", "architectures", "best reward", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["search_id"], row["name"], row["status"], str(row["architectures"]),
+                      _number(row["best_reward"]), row["created_at"][:19])
+    console.print(table)
+
+
+@app.command()
+def show(
+    search_id: Annotated[str, typer.Argument(help="id from `nas searches`")],
+    top: Annotated[int, typer.Option(min=1, help="how many architectures")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """A search's top architectures, each cell drawn as text."""
+    with user_errors(), Store() as store:
+        record = store.get_search(search_id)
+        best = store.architectures(search_id, order="reward", limit=top)
+        summary = _summary(store, record)
+    if as_json:
+        summary["top"] = [_architecture_dict(architecture) for architecture in best]
+        print(json.dumps(summary))
+        return
+    console.print(f"search [bold]{record.id}[/] ({record.name}): {summary['status']}, "
+                  f"{summary['architectures']} architectures")
+    if record.error:
+        console.print(f"error: {record.error}", highlight=False)
+    for rank, architecture in enumerate(best, start=1):
+        _print_architecture(architecture, rank)
+
+
+def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
+    return {
+        "id": architecture.id, "step": architecture.step, "state": str(architecture.state),
+        "genotype_id": architecture.genotype_id, "genotype": architecture.genotype.to_dict(),
+        "reward": architecture.reward, "accuracy": architecture.accuracy,
+        "params": architecture.params, "flops": architecture.flops,
+        "latency_ms": architecture.latency_ms, "train_seconds": architecture.train_seconds,
+        "error": architecture.error,
+    }
+
+
+def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
+    console.print(
+        f"\n[bold]#{rank}[/] architecture {architecture.id} (genotype {architecture.genotype_id},"
+        f" step {architecture.step}, {architecture.state}): reward "
+        f"{_number(architecture.reward)}, accuracy {_number(architecture.accuracy)}, "
+        f"{_integer(architecture.params)} params, {_integer(architecture.flops)} mult-adds",
+        highlight=False,
+    )
+    genotype = architecture.genotype
+    for cell in ("normal", "reduction"):
+        console.print(f"  {cell} cell:", highlight=False)
+        for line in describe_cell(genotype.cell(cell)):
+            console.print(f"    {line}", highlight=False)
+    if architecture.error:
+        console.print(f"  error: {architecture.error}", highlight=False)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _integer(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

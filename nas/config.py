@@ -1,0 +1,170 @@
+"""`SearchConfig`: one schema for YAML files, CLI flags and the REST API.
+
+Every field is checked when the config is built, so a bad config fails before anything is
+written to the store; the error names the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nas.data import DATASETS
+from searchspace.genotype import CELL_NAMES
+from searchspace.spaces import DEFAULT_OPS, SearchSpace
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used; the message names the file or field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SpaceConfig(_Section):
+    kind: Literal["nasnet_cell"] = "nasnet_cell"
+    ops: list[str] = Field(default_factory=lambda: list(DEFAULT_OPS))
+    blocks: int = Field(5, ge=1, le=10)
+    cells: list[str] = Field(default_factory=lambda: list(CELL_NAMES))
+
+    def build(self) -> SearchSpace:
+        return SearchSpace(ops=tuple(self.ops), blocks=self.blocks, cells=tuple(self.cells))
+
+    @model_validator(mode="after")
+    def _space_is_valid(self) -> SpaceConfig:
+        self.build()
+        return self
+
+
+class StrategyConfig(BaseModel):
+    """A strategy name; every other key is an option of that strategy."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "reinforce"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EvaluatorConfig(_Section):
+    name: Literal["standalone", "synthetic"] = "standalone"
+    epochs: int = Field(3, ge=1, description="training epochs per candidate (proxy budget)")
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    reward_epochs: int = Field(1, ge=1, description="reward = best val accuracy of the last k")
+
+
+class DatasetConfig(_Section):
+    name: str = "digits"
+    path: str | None = None
+    valid_fraction: float = Field(0.2, gt=0, lt=1)
+    limit: int | None = Field(None, ge=2)
+    input_size: int | None = Field(None, ge=8)
+
+    @model_validator(mode="after")
+    def _known_dataset(self) -> DatasetConfig:
+        if self.name.lower() not in DATASETS:
+            raise ValueError(f"unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}")
+        return self
+
+
+class NetworkConfig(_Section):
+    """The proxy network candidates are built as during search."""
+
+    cells: int = Field(1, ge=1, description="normal cells per stage")
+    channels: int = Field(8, ge=2)
+
+
+class BudgetConfig(_Section):
+    architectures: int | None = Field(20, gt=0)
+    seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> BudgetConfig:
+        if self.architectures is None and self.seconds is None:
+            raise ValueError("give a budget: architectures, seconds or both")
+        return self
+
+
+class ObjectiveConfig(_Section):
+    """Reward = accuracy, times (params / params_target) ** params_weight when a target is set."""
+
+    metric: Literal["val_accuracy"] = "val_accuracy"
+    params_target: int | None = Field(None, gt=0)
+    params_weight: float = Field(-0.07, le=0)
+
+    def reward(self, accuracy: float, params: int) -> float:
+        if self.params_target is None:
+            return accuracy
+        return accuracy * (params / self.params_target) ** self.params_weight
+
+
+class SearchConfig(_Section):
+    name: str = Field("search", min_length=1, max_length=200)
+    seed: int = 0
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    samples_per_step: int = Field(4, ge=1, description="architectures asked and told per step")
+    checkpoint_every: int = Field(1, ge=1, description="steps between checkpoints")
+
+    @model_validator(mode="after")
+    def _strategy_accepts_options(self) -> SearchConfig:
+        from nas.strategies import create
+
+        create(self.strategy.name, self.space.build(), seed=self.seed, **self.strategy.options)
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Pydantic's errors as one line: `field.path: message; ...`."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def parse_config(data: Any, source: str = "config") -> SearchConfig:
+    """Validate a mapping into a `SearchConfig`, raising `ConfigError` naming the fields."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """Read a YAML (or JSON) config file, apply `overrides` (nested dicts), validate."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return parse_config(merge(data, overrides or {}), source=str(path))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied recursively (override values win)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,175 @@
+"""The search loop: ask, score, tell, record, checkpoint; resumable and cancellable.
+
+`create_search` validates a config and queues a search row; `run_search` runs (or resumes)
+it. Every asked genotype is recorded before it is scored and ends COMPLETE, PRUNED or FAIL.
+A checkpoint (strategy state, RNG states, step, elapsed seconds) is written every
+`checkpoint_every` steps; resuming drops the rows recorded after the last checkpoint and
+continues, so a resumed run asks the same genotypes as an uninterrupted one with that seed.
+Cancellation (the search's status set to `cancelled`, or Ctrl-C) stops at the next step.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nas.config import SearchConfig
+from nas.data import load_dataset
+from nas.evaluators import Evaluator, create_evaluator
+from nas.store import ArchitectureState, SearchRecord, SearchStatus, Store
+from nas.strategies import Strategy, create
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the loop reports after each step (for progress bars and logs)."""
+
+    step: int
+    architectures: int
+    best_reward: float | None
+    elapsed_seconds: float
+
+
+ProgressCallback = Callable[[StepReport], None]
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    architectures: int = 0
+    elapsed_seconds: float = 0.0
+
+
+def create_search(store: Store, config: SearchConfig) -> SearchRecord:
+    """Queue a search for a validated config (the dataset is checked before the row exists)."""
+    if config.evaluator.name != "synthetic":
+        open_dataset(config)
+    return store.create_search(config.name, config.model_dump(mode="json"), config.seed)
+
+
+def open_dataset(config: SearchConfig):
+    dataset = config.dataset
+    path = Path(dataset.path) if dataset.path else None
+    return load_dataset(
+        dataset.name, path, valid_fraction=dataset.valid_fraction, seed=config.seed,
+        input_size=dataset.input_size, limit=dataset.limit,
+    )
+
+
+def run_search(
+    store: Store, search_id: str, *, progress: ProgressCallback | None = None,
+    evaluator: Evaluator | None = None,
+) -> SearchRecord:
+    """Run a queued search, or resume a failed, cancelled or interrupted one, to its end."""
+    record = store.get_search(search_id)
+    config = SearchConfig.model_validate(record.config)
+    strategy = create(config.strategy.name, config.space.build(), seed=config.seed,
+                      **config.strategy.options)
+    if evaluator is None:
+        needs_data = config.evaluator.name != "synthetic"
+        evaluator = create_evaluator(config, open_dataset(config) if needs_data else None)
+    state = _restore(store, search_id, strategy)
+    if record.status is not SearchStatus.RUNNING:
+        store.set_status(search_id, SearchStatus.RUNNING)
+    store.add_event(search_id, "started", f"running from step {state.step}",
+                    {"step": state.step, "architectures": state.architectures})
+    started = time.perf_counter() - state.elapsed_seconds
+    try:
+        while not _budget_spent(config, state):
+            if store.get_search(search_id).status is SearchStatus.CANCELLED:
+                store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
+                return store.get_search(search_id)
+            _run_step(store, search_id, config, strategy, evaluator, state)
+            state.elapsed_seconds = time.perf_counter() - started
+            if state.step % config.checkpoint_every == 0:
+                _checkpoint(store, search_id, strategy, state)
+            if progress is not None:
+                best = store.get_search(search_id).best_reward
+                progress(StepReport(state.step, state.architectures, best, state.elapsed_seconds))
+    except KeyboardInterrupt:
+        store.set_status(search_id, SearchStatus.CANCELLED, error="interrupted")
+        store.add_event(search_id, "cancelled", f"interrupted at step {state.step}")
+        raise
+    except Exception as error:
+        store.set_status(search_id, SearchStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        store.add_event(search_id, "failed", str(error))
+        raise
+    _checkpoint(store, search_id, strategy, state)
+    store.add_event(search_id, "finished", f"{state.architectures} architectures",
+                    {"architectures": state.architectures})
+    return store.set_status(search_id, SearchStatus.FINISHED)
+
+
+def _budget_spent(config: SearchConfig, state: LoopState) -> bool:
+    budget = config.budget
+    if budget.architectures is not None and state.architectures >= budget.architectures:
+        return True
+    return budget.seconds is not None and state.elapsed_seconds >= budget.seconds
+
+
+def _run_step(
+    store: Store, search_id: str, config: SearchConfig, strategy: Strategy,
+    evaluator: Evaluator, state: LoopState,
+) -> None:
+    count = config.samples_per_step
+    if config.budget.architectures is not None:
+        count = min(count, config.budget.architectures - state.architectures)
+    genotypes = strategy.ask(count)
+    ids = store.add_architectures(search_id, state.step, genotypes, evaluator.name)
+    for architecture_id in ids:
+        store.start_architecture(architecture_id)
+    evaluations = evaluator.evaluate(genotypes)
+    told_genotypes, told_rewards = [], []
+    for architecture_id, genotype, evaluation in zip(ids, genotypes, evaluations, strict=True):
+        store.finish_architecture(
+            architecture_id, state=ArchitectureState(evaluation.state), reward=evaluation.reward,
+            accuracy=evaluation.accuracy, params=evaluation.params, flops=evaluation.flops,
+            latency_ms=evaluation.latency_ms, train_seconds=evaluation.train_seconds,
+            metrics=evaluation.metrics, error=evaluation.error,
+        )
+        if evaluation.reward is not None:
+            told_genotypes.append(genotype)
+            told_rewards.append(evaluation.reward)
+    if told_genotypes:
+        strategy.tell(told_genotypes, told_rewards)
+    state.step += 1
+    state.architectures += len(genotypes)
+    logger.info("step %d: %d architectures", state.step, state.architectures)
+
+
+def _checkpoint(store: Store, search_id: str, strategy: Strategy, state: LoopState) -> None:
+    buffer = io.BytesIO()
+    torch.save({
+        "strategy": strategy.state_dict(),
+        "step": state.step,
+        "architectures": state.architectures,
+        "elapsed_seconds": state.elapsed_seconds,
+        "python_random": random.getstate(),
+        "torch_random": torch.get_rng_state(),
+    }, buffer)
+    store.save_checkpoint(search_id, state.step, buffer.getvalue())
+
+
+def _restore(store: Store, search_id: str, strategy: Strategy) -> LoopState:
+    checkpoint = store.latest_checkpoint(search_id)
+    if checkpoint is None:
+        store.delete_architectures_after(search_id, -1)
+        return LoopState()
+    payload = torch.load(io.BytesIO(checkpoint.payload), weights_only=True)
+    strategy.load_state_dict(payload["strategy"])
+    random.setstate(payload["python_random"])
+    torch.set_rng_state(payload["torch_random"])
+    removed = store.delete_architectures_after(search_id, payload["step"] - 1)
+    if removed:
+        store.add_event(search_id, "resumed", f"dropped {removed} architectures recorded after "
+                        f"the checkpoint at step {payload['step']}")
+    return LoopState(payload["step"], payload["architectures"], payload["elapsed_seconds"])

@@ -1,0 +1,23 @@
+"""The persistence layer: searches, architectures, events and checkpoints (SQLAlchemy 2).
+
+`Store(url)` opens (and migrates) a database; everything it returns is a frozen record.
+"""
+
+from .engine import default_url
+from .models import ArchitectureState, SearchStatus
+from .records import ArchitectureRecord, CheckpointRecord, EventRecord, SearchRecord
+from .store import InvalidTransition, Store, UnknownArchitecture, UnknownSearch
+
+__all__ = [
+    "ArchitectureRecord",
+    "ArchitectureState",
+    "CheckpointRecord",
+    "EventRecord",
+    "InvalidTransition",
+    "SearchRecord",
+    "SearchStatus",
+    "Store",
+    "UnknownArchitecture",
+    "UnknownSearch",
+    "default_url",
+]
