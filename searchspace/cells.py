@@ -21,7 +21,9 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 class Cell(nn.Module):
     """A NASNet cell: two preprocessed inputs, a chain of two-op blocks, loose ends concatenated.
 
-    `reduction` halves the spatial size (ops reading a cell input use stride 2);
+    `reduction` halves the spatial size: ops reading a cell input use stride 2 (NASNet), or,
+    with `reduce_inputs` (ENAS), both inputs are factorized-reduced first and every op runs at
+    stride 1, so a weight-sharing supernet can share each op whatever input it reads.
     `reduction_prev` says the input two back is twice as large and must be reduced first.
     """
 
@@ -34,6 +36,7 @@ class Cell(nn.Module):
         *,
         reduction: bool,
         reduction_prev: bool,
+        reduce_inputs: bool = False,
     ) -> None:
         super().__init__()
         self.reduction = reduction
@@ -44,10 +47,14 @@ class Cell(nn.Module):
             else ReLUConvBN(c_prev_prev, channels, 1)
         )
         self.preprocess_prev = ReLUConvBN(c_prev, channels, 1)
+        self.input_reducers = (
+            nn.ModuleList(FactorizedReduce(channels, channels) for _ in range(2))
+            if reduction and reduce_inputs else None
+        )
         self.ops = nn.ModuleList()
         for input_a, op_a, input_b, op_b in blocks:
             for source, op in ((input_a, op_a), (input_b, op_b)):
-                stride = 2 if reduction and source < 2 else 1
+                stride = 2 if reduction and not reduce_inputs and source < 2 else 1
                 self.ops.append(create_op(op, channels, stride))
         self.concat = loose_ends(blocks)
         self.out_channels = channels * len(self.concat)
@@ -56,6 +63,9 @@ class Cell(nn.Module):
         self, prev_prev: torch.Tensor, prev: torch.Tensor, drop_prob: float = 0.0
     ) -> torch.Tensor:
         states = [self.preprocess_prev_prev(prev_prev), self.preprocess_prev(prev)]
+        if self.input_reducers is not None:
+            states = [reduce(state) for reduce, state in zip(self.input_reducers, states,
+                                                              strict=True)]
         for index, (input_a, _, input_b, _) in enumerate(self.blocks):
             op_a, op_b = self.ops[2 * index], self.ops[2 * index + 1]
             states.append(

@@ -19,6 +19,17 @@ from searchspace.genotype import Genotype
 Stem = Literal["cifar", "imagenet"]
 
 
+def stage_plan(cells: int, channels: int) -> list[tuple[int, bool]]:
+    """(channels, is_reduction) of each cell of the three stages after the stem."""
+    plan: list[tuple[int, bool]] = []
+    for stage in range(3):
+        stage_channels = channels * 2**stage
+        if stage > 0:
+            plan.append((stage_channels, True))
+        plan += [(stage_channels, False)] * cells
+    return plan
+
+
 class AuxiliaryHead(nn.Module):
     """A small classifier on an intermediate feature map, for the auxiliary loss."""
 
@@ -43,9 +54,10 @@ class AuxiliaryHead(nn.Module):
 class CellNetwork(nn.Module):
     """A network of cells from `genotype`.
 
-    In training mode with `auxiliary=True`, `forward` returns `(logits, auxiliary_logits)`;
-    otherwise it returns the logits. `drop_path_prob` (set by the training loop) is the
-    probability of dropping each op's output during training.
+    `reduce_inputs` builds reduction cells the ENAS way (see `Cell`): the layout the supernet
+    shares weights in. In training mode with `auxiliary=True`, `forward` returns
+    `(logits, auxiliary_logits)`; otherwise it returns the logits. `drop_path_prob` (set by
+    the training loop) is the probability of dropping each op's output during training.
     """
 
     def __init__(
@@ -59,6 +71,7 @@ class CellNetwork(nn.Module):
         stem: Stem = "cifar",
         auxiliary: bool = False,
         stem_multiplier: int = 3,
+        reduce_inputs: bool = False,
     ) -> None:
         super().__init__()
         if cells < 1 or channels < 2 or num_classes < 2 or in_channels < 1:
@@ -86,11 +99,7 @@ class CellNetwork(nn.Module):
                 nn.BatchNorm2d(stem_channels),
             )
             plan += [(max(channels // 4, 2), True), (max(channels // 2, 2), True)]
-        for stage in range(3):
-            stage_channels = channels * 2**stage
-            if stage > 0:
-                plan.append((stage_channels, True))
-            plan += [(stage_channels, False)] * cells
+        plan += stage_plan(cells, channels)
         auxiliary_after = len(plan) - cells - 1  # last normal cell of the second stage
 
         c_prev_prev, c_prev, reduction_prev = stem_channels, stem_channels, False
@@ -99,7 +108,7 @@ class CellNetwork(nn.Module):
             blocks = genotype.reduction if reduction else genotype.normal
             cell = Cell(
                 blocks, c_prev_prev, c_prev, cell_channels,
-                reduction=reduction, reduction_prev=reduction_prev,
+                reduction=reduction, reduction_prev=reduction_prev, reduce_inputs=reduce_inputs,
             )
             self.cells.append(cell)
             c_prev_prev, c_prev, reduction_prev = c_prev, cell.out_channels, reduction
