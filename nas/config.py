@@ -52,11 +52,22 @@ class StrategyConfig(BaseModel):
 
 
 class EvaluatorConfig(_Section):
-    name: Literal["standalone", "synthetic"] = "standalone"
-    epochs: int = Field(3, ge=1, description="training epochs per candidate (proxy budget)")
+    """How candidates are scored: `enas` (shared weights), `standalone` (each trained from
+    scratch) or `synthetic` (a hidden target genotype, no training; for tests and benchmarks)."""
+
+    name: Literal["standalone", "enas", "synthetic"] = "standalone"
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.05, gt=0)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    # standalone
+    epochs: int = Field(3, ge=1, description="training epochs per candidate (proxy budget)")
     reward_epochs: int = Field(1, ge=1, description="reward = best val accuracy of the last k")
+    # enas
+    steps_per_epoch: int = Field(5, ge=1, description="controller steps per supernet epoch")
+    warmup_epochs: int = Field(1, ge=0, description="extra supernet epochs before step 0")
+    derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
+    derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
 
 
 class DatasetConfig(_Section):
@@ -115,7 +126,16 @@ class SearchConfig(_Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     samples_per_step: int = Field(4, ge=1, description="architectures asked and told per step")
-    checkpoint_every: int = Field(1, ge=1, description="steps between checkpoints")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="steps between checkpoints (default: every supernet epoch for "
+        "enas, every step otherwise)"
+    )
+
+    @property
+    def checkpoint_interval(self) -> int:
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        return self.evaluator.steps_per_epoch if self.evaluator.name == "enas" else 1
 
     @model_validator(mode="after")
     def _strategy_accepts_options(self) -> SearchConfig:

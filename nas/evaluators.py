@@ -13,7 +13,7 @@ import logging
 import statistics
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,14 +45,35 @@ class Evaluation:
     error: str | None = None
 
 
+Sampler = Callable[[int], list[Genotype]]
+
+
 class Evaluator(ABC):
-    """Scores genotypes; `name` is recorded with every architecture."""
+    """Scores genotypes; `name` is recorded with every architecture.
+
+    The hooks let an evaluator keep learnt state (ENAS's shared weights): `before_step` runs
+    before each step of the loop, `derive` after the budget is spent (its results are recorded
+    as 'derived'), and the state is checkpointed with the strategy's.
+    """
 
     name: str
 
     @abstractmethod
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         """One evaluation per genotype, in order."""
+
+    def before_step(self, step: int, sample: Sampler) -> None:  # noqa: B027  (optional hook)
+        """Called before step `step`; `sample(n)` draws genotypes from the strategy."""
+
+    def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
+        """Final candidates to record once the budget is spent."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027  (optional hook)
+        """Restore what `state_dict` returned."""
 
 
 def measure_latency_ms(model: torch.nn.Module, input_shape: tuple[int, ...], repeats: int = 5
@@ -148,4 +169,9 @@ def create_evaluator(config: SearchConfig, data: DataSplits | None) -> Evaluator
         return SyntheticEvaluator(config)
     if data is None:
         raise ValueError(f"evaluator {config.evaluator.name!r} needs a dataset")
+    if config.evaluator.name == "enas":
+        from nas.enas import EnasEvaluator
+
+        return EnasEvaluator(config, data,
+                             controller_sampling=config.strategy.name == "reinforce")
     return StandaloneEvaluator(config, data)

@@ -22,8 +22,8 @@ import torch
 
 from nas.config import SearchConfig
 from nas.data import load_dataset
-from nas.evaluators import Evaluator, create_evaluator
-from nas.store import ArchitectureState, SearchRecord, SearchStatus, Store
+from nas.evaluators import Evaluation, Evaluator, create_evaluator
+from nas.store import ArchitectureRecord, ArchitectureState, SearchRecord, SearchStatus, Store
 from nas.strategies import Strategy, create
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def run_search(
     if evaluator is None:
         needs_data = config.evaluator.name != "synthetic"
         evaluator = create_evaluator(config, open_dataset(config) if needs_data else None)
-    state = _restore(store, search_id, strategy)
+    state = _restore(store, search_id, strategy, evaluator)
     if record.status is not SearchStatus.RUNNING:
         store.set_status(search_id, SearchStatus.RUNNING)
     store.add_event(search_id, "started", f"running from step {state.step}",
@@ -88,13 +88,15 @@ def run_search(
             if store.get_search(search_id).status is SearchStatus.CANCELLED:
                 store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
                 return store.get_search(search_id)
+            evaluator.before_step(state.step, strategy.ask)
             _run_step(store, search_id, config, strategy, evaluator, state)
             state.elapsed_seconds = time.perf_counter() - started
-            if state.step % config.checkpoint_every == 0:
-                _checkpoint(store, search_id, strategy, state)
+            if state.step % config.checkpoint_interval == 0:
+                _checkpoint(store, search_id, strategy, evaluator, state)
             if progress is not None:
                 best = store.get_search(search_id).best_reward
                 progress(StepReport(state.step, state.architectures, best, state.elapsed_seconds))
+        _record_derived(store, search_id, evaluator, strategy, state)
     except KeyboardInterrupt:
         store.set_status(search_id, SearchStatus.CANCELLED, error="interrupted")
         store.add_event(search_id, "cancelled", f"interrupted at step {state.step}")
@@ -103,10 +105,18 @@ def run_search(
         store.set_status(search_id, SearchStatus.FAILED, error=f"{type(error).__name__}: {error}")
         store.add_event(search_id, "failed", str(error))
         raise
-    _checkpoint(store, search_id, strategy, state)
+    _checkpoint(store, search_id, strategy, evaluator, state)
     store.add_event(search_id, "finished", f"{state.architectures} architectures",
                     {"architectures": state.architectures})
     return store.set_status(search_id, SearchStatus.FINISHED)
+
+
+def best_architectures(store: Store, search_id: str, limit: int | None = None
+                       ) -> list[ArchitectureRecord]:
+    """The best architectures by reward: the derived ones when the evaluator derived any (ENAS
+    candidates' rewards come from a single validation batch), else every candidate."""
+    role = "derived" if store.count_architectures(search_id, role="derived") else None
+    return store.architectures(search_id, order="reward", limit=limit, role=role)
 
 
 def _budget_spent(config: SearchConfig, state: LoopState) -> bool:
@@ -130,12 +140,7 @@ def _run_step(
     evaluations = evaluator.evaluate(genotypes)
     told_genotypes, told_rewards = [], []
     for architecture_id, genotype, evaluation in zip(ids, genotypes, evaluations, strict=True):
-        store.finish_architecture(
-            architecture_id, state=ArchitectureState(evaluation.state), reward=evaluation.reward,
-            accuracy=evaluation.accuracy, params=evaluation.params, flops=evaluation.flops,
-            latency_ms=evaluation.latency_ms, train_seconds=evaluation.train_seconds,
-            metrics=evaluation.metrics, error=evaluation.error,
-        )
+        _finish(store, architecture_id, evaluation)
         if evaluation.reward is not None:
             told_genotypes.append(genotype)
             told_rewards.append(evaluation.reward)
@@ -146,10 +151,38 @@ def _run_step(
     logger.info("step %d: %d architectures", state.step, state.architectures)
 
 
-def _checkpoint(store: Store, search_id: str, strategy: Strategy, state: LoopState) -> None:
+def _record_derived(store: Store, search_id: str, evaluator: Evaluator, strategy: Strategy,
+                    state: LoopState) -> None:
+    """Record the evaluator's final candidates (ENAS's derived cells) with role 'derived'."""
+    if store.count_architectures(search_id, role="derived"):
+        return  # recorded before an interruption: keep them
+    derived = evaluator.derive(strategy.ask)
+    if not derived:
+        return
+    genotypes = [genotype for genotype, _ in derived]
+    ids = store.add_architectures(search_id, state.step, genotypes, evaluator.name,
+                                  role="derived")
+    for architecture_id, (_, evaluation) in zip(ids, derived, strict=True):
+        _finish(store, architecture_id, evaluation)
+    store.add_event(search_id, "derived", f"{len(ids)} derived architectures",
+                    {"rewards": [evaluation.reward for _, evaluation in derived]})
+
+
+def _finish(store: Store, architecture_id: int, evaluation: Evaluation) -> None:
+    store.finish_architecture(
+        architecture_id, state=ArchitectureState(evaluation.state), reward=evaluation.reward,
+        accuracy=evaluation.accuracy, params=evaluation.params, flops=evaluation.flops,
+        latency_ms=evaluation.latency_ms, train_seconds=evaluation.train_seconds,
+        metrics=evaluation.metrics, error=evaluation.error,
+    )
+
+
+def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator,
+                state: LoopState) -> None:
     buffer = io.BytesIO()
     torch.save({
         "strategy": strategy.state_dict(),
+        "evaluator": evaluator.state_dict(),
         "step": state.step,
         "architectures": state.architectures,
         "elapsed_seconds": state.elapsed_seconds,
@@ -159,13 +192,15 @@ def _checkpoint(store: Store, search_id: str, strategy: Strategy, state: LoopSta
     store.save_checkpoint(search_id, state.step, buffer.getvalue())
 
 
-def _restore(store: Store, search_id: str, strategy: Strategy) -> LoopState:
+def _restore(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator
+             ) -> LoopState:
     checkpoint = store.latest_checkpoint(search_id)
     if checkpoint is None:
         store.delete_architectures_after(search_id, -1)
         return LoopState()
     payload = torch.load(io.BytesIO(checkpoint.payload), weights_only=True)
     strategy.load_state_dict(payload["strategy"])
+    evaluator.load_state_dict(payload["evaluator"])
     random.setstate(payload["python_random"])
     torch.set_rng_state(payload["torch_random"])
     removed = store.delete_architectures_after(search_id, payload["step"] - 1)

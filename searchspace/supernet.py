@@ -152,6 +152,28 @@ class Supernet(nn.Module):
         pooled = F.adaptive_avg_pool2d(prev, 1).flatten(1)
         return F.linear(pooled, self.classifier.weight[:, columns_prev], self.classifier.bias)
 
+    def path_parameters(self, genotype: Genotype) -> int:
+        """Parameters of `genotype`'s standalone network, counted without building it."""
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters())
+
+        total = count(self.stem) + self.classifier.bias.numel()
+        width_prev_prev = width_prev = self.stem[0].out_channels
+        for cell in self.cells:
+            blocks = genotype.reduction if cell.reduction else genotype.normal
+            for preprocess, width in ((cell.preprocess_prev_prev, width_prev_prev),
+                                      (cell.preprocess_prev, width_prev)):
+                convs = [m for m in preprocess.modules() if isinstance(m, nn.Conv2d)]
+                norms = [m for m in preprocess.modules() if isinstance(m, nn.BatchNorm2d)]
+                total += sum(conv.out_channels * width for conv in convs) + sum(map(count, norms))
+            if cell.input_reducers is not None:
+                total += count(cell.input_reducers)
+            for index, (_, op_a, _, op_b) in enumerate(blocks):
+                total += count(cell.candidates[index][0][op_a])
+                total += count(cell.candidates[index][1][op_b])
+            width_prev_prev, width_prev = width_prev, cell.channels * len(loose_ends(blocks))
+        return total + self.classifier.out_features * width_prev
+
     def standalone(self, genotype: Genotype) -> CellNetwork:
         """An untrained `CellNetwork` of `genotype` in the supernet's layout."""
         return CellNetwork(

@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from searchspace.complexity import count_parameters
 from searchspace.genotype import InvalidGenotype
 from searchspace.references import ENAS_MICRO
 from searchspace.spaces import SearchSpace
@@ -40,6 +41,7 @@ def test_sampled_path_equals_standalone_network_for_many_genotypes(mode):
             expected = supernet(x, genotype)
             got = network(x)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+        assert supernet.path_parameters(genotype) == count_parameters(network)
 
 
 def test_gradients_reach_only_the_sampled_ops():

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from nas.cli.app import app, configure_threads, console, fail, user_errors
 from nas.config import SearchConfig, load_config, merge, parse_config
-from nas.search import StepReport, create_search, run_search
+from nas.search import StepReport, best_architectures, create_search, run_search
 from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
 from searchspace.genotype import describe_cell
 
@@ -57,15 +57,14 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
 
 
 def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
-    best = store.architectures(record.id, order="reward", limit=1)
+    best = [a for a in best_architectures(store, record.id, limit=1) if a.reward is not None]
     return {
         "search_id": record.id,
         "name": record.name,
         "status": str(record.status),
-        "architectures": store.count_architectures(record.id),
-        "best_reward": record.best_reward,
-        "best_genotype": best[0].genotype.to_dict() if best and best[0].reward is not None
-        else None,
+        "architectures": store.count_architectures(record.id, role="candidate"),
+        "best_reward": best[0].reward if best else None,
+        "best_genotype": best[0].genotype.to_dict() if best else None,
         "error": record.error,
     }
 
@@ -73,9 +72,9 @@ def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
 @app.command()
 def search(
     config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")] = None,
-    strategy: Annotated[str | None, typer.Option(help="reinforce, random, evolution, tpe")] = None,
-    evaluator: Annotated[str | None, typer.Option(help="standalone")] = None,
-    dataset: Annotated[str | None, typer.Option(help="digits, cifar10, imagefolder")] = None,
+    strategy: Annotated[str | None, typer.Option(help="reinforce (default), random, evolution, tpe")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="standalone (default), enas")] = None,
+    dataset: Annotated[str | None, typer.Option(help="digits (default), cifar10, imagefolder")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
     budget_architectures: Annotated[int | None, typer.Option(help="architectures to try")] = None,
     budget_seconds: Annotated[float | None, typer.Option(help="wall-clock budget")] = None,
@@ -131,7 +130,7 @@ def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
     console.print(f"search [bold]{record.id}[/] {summary['status']}: "
                   f"{summary['architectures']} architectures, best reward "
                   f"{_number(summary['best_reward'])}")
-    top = store.architectures(record.id, order="reward", limit=1)
+    top = best_architectures(store, record.id, limit=1)
     if top and top[0].reward is not None:
         _print_architecture(top[0], rank=1)
 
@@ -165,7 +164,7 @@ def show(
     """A search's top architectures, each cell drawn as text."""
     with user_errors(), Store() as store:
         record = store.get_search(search_id)
-        best = store.architectures(search_id, order="reward", limit=top)
+        best = best_architectures(store, search_id, limit=top)
         summary = _summary(store, record)
     if as_json:
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
@@ -182,6 +181,7 @@ def show(
 def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
     return {
         "id": architecture.id, "step": architecture.step, "state": str(architecture.state),
+        "role": architecture.role, "evaluator": architecture.evaluator,
         "genotype_id": architecture.genotype_id, "genotype": architecture.genotype.to_dict(),
         "reward": architecture.reward, "accuracy": architecture.accuracy,
         "params": architecture.params, "flops": architecture.flops,
@@ -192,8 +192,8 @@ def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
 
 def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
     console.print(
-        f"\n[bold]#{rank}[/] architecture {architecture.id} (genotype {architecture.genotype_id},"
-        f" step {architecture.step}, {architecture.state}): reward "
+        f"\n[bold]#{rank}[/] {architecture.role} architecture {architecture.id} (genotype "
+        f"{architecture.genotype_id}, step {architecture.step}, {architecture.state}): reward "
         f"{_number(architecture.reward)}, accuracy {_number(architecture.accuracy)}, "
         f"{_integer(architecture.params)} params, {_integer(architecture.flops)} mult-adds",
         highlight=False,

@@ -1,0 +1,180 @@
+"""ENAS (Pham et al., 2018): candidates scored under one supernet's shared weights.
+
+The search loop drives it like any evaluator. Before every `steps_per_epoch`-th step the
+shared weights train for one epoch on the train split, a fresh architecture per minibatch
+(from the controller when the strategy is `reinforce`, else uniform). Each candidate the
+strategy asks for is then scored on the next validation minibatch: accuracy under the shared
+weights, without gradients, with batch norm using the scoring batch's statistics and leaving
+the running statistics alone (training-mode normalisation as ENAS scores, but nothing learnt
+from validation data). At the end `derive` samples candidates, scores each on the whole
+validation split and returns the best.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.config import SearchConfig
+from nas.data import DataSplits
+from nas.evaluators import Evaluation, Evaluator, Sampler
+from nas.train import TrainingDiverged
+from searchspace.complexity import count_flops, count_parameters
+from searchspace.genotype import Genotype
+from searchspace.supernet import Supernet, extract_network
+
+logger = logging.getLogger(__name__)
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Eval mode, except that batch norm uses each batch's own statistics, leaving the running
+    ones as they are; every module's mode is restored afterwards."""
+    modes = {module: module.training for module in model.modules()}
+    norms = [m for m in modes if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for module in norms:
+        module.train()
+        module.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for module, momentum in zip(norms, momenta, strict=True):
+            module.momentum = momentum
+        for module, training in modes.items():
+            module.training = training
+
+
+class EnasEvaluator(Evaluator):
+    """Scores genotypes under a weight-sharing supernet that it trains between steps."""
+
+    name = "enas"
+
+    def __init__(self, config: SearchConfig, data: DataSplits, *, controller_sampling: bool
+                 ) -> None:
+        self.config = config
+        self.options = config.evaluator
+        self.data = data
+        self.controller_sampling = controller_sampling
+        info = data.info
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.supernet = Supernet(
+                config.space.build(), num_classes=info.num_classes, cells=config.network.cells,
+                channels=config.network.channels, in_channels=info.in_channels,
+            )
+        self.optimizer = torch.optim.SGD(
+            self.supernet.parameters(), lr=self.options.learning_rate, momentum=0.9,
+            nesterov=True, weight_decay=self.options.weight_decay,
+        )
+        self.epochs_done = 0
+        self.valid_cursor = 0
+        self.uniform = random.Random(f"enas-uniform-{config.seed}")
+        self.valid_batches = list(data.valid_loader(self.options.batch_size))
+
+    # the search loop's hooks
+
+    def before_step(self, step: int, sample: Sampler) -> None:
+        if step % self.options.steps_per_epoch == 0:
+            epochs = 1 + (self.options.warmup_epochs if step == 0 else 0)
+            for _ in range(epochs):
+                self.train_epoch(sample)
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
+        evaluations = []
+        for genotype in genotypes:
+            images, labels = self.valid_batches[self.valid_cursor % len(self.valid_batches)]
+            self.valid_cursor += 1
+            accuracy = self.accuracy(genotype, [(images, labels)])
+            evaluations.append(Evaluation(
+                state="COMPLETE", reward=accuracy, accuracy=accuracy,
+                params=self.path_parameters(genotype),
+                metrics={"supernet_epochs": self.epochs_done, "scored_on": len(labels)},
+            ))
+        return evaluations
+
+    def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
+        """Sample `derive_samples` candidates, score each on the whole validation split, keep
+        the best `derive_top` (with parameters, multiply-adds and the standalone network)."""
+        candidates = list(dict.fromkeys(sample(self.options.derive_samples)))
+        scored = sorted(
+            ((self.accuracy(genotype, self.valid_batches), genotype) for genotype in candidates),
+            key=lambda pair: -pair[0],
+        )[: self.options.derive_top]
+        info = self.data.info
+        derived = []
+        for accuracy, genotype in scored:
+            network = extract_network(self.supernet, genotype)
+            derived.append((genotype, Evaluation(
+                state="COMPLETE", reward=accuracy, accuracy=accuracy,
+                params=count_parameters(network),
+                flops=count_flops(network, (info.in_channels, info.input_size, info.input_size)),
+                metrics={"supernet_epochs": self.epochs_done, "scored_on": info.valid_size,
+                         "derived_from": len(candidates)},
+            )))
+        return derived
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "supernet": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epochs_done": self.epochs_done,
+            "valid_cursor": self.valid_cursor,
+            "uniform": list(self.uniform.getstate()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epochs_done = state["epochs_done"]
+        self.valid_cursor = state["valid_cursor"]
+        version, internal, gauss = state["uniform"]
+        self.uniform.setstate((version, tuple(internal), gauss))
+
+    # the work
+
+    def train_epoch(self, sample: Sampler) -> float:
+        """One epoch of shared-weight training, one sampled architecture per minibatch."""
+        self.supernet.train()
+        space = self.supernet.space
+        batches = self.data.train_loader(self.options.batch_size,
+                                         seed=self.config.seed * 10_007 + self.epochs_done)
+        total, count = 0.0, 0
+        for images, labels in batches:
+            genotype = sample(1)[0] if self.controller_sampling else space.sample(self.uniform)
+            loss = F.cross_entropy(self.supernet(images, genotype), labels)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"supernet loss became {loss.item()} in epoch {self.epochs_done + 1}; "
+                    f"try a lower evaluator.learning_rate (now {self.options.learning_rate:g})"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.supernet.parameters(), self.options.grad_clip)
+            self.optimizer.step()
+            total += loss.item()
+            count += 1
+        self.epochs_done += 1
+        logger.info("supernet epoch %d: loss %.4f", self.epochs_done, total / max(count, 1))
+        return total / max(count, 1)
+
+    def accuracy(self, genotype: Genotype, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> float:
+        """Accuracy of `genotype` under the shared weights on `batches`."""
+        correct, seen = 0, 0
+        with torch.inference_mode(), batch_statistics(self.supernet):
+            for images, labels in batches:
+                correct += (self.supernet(images, genotype).argmax(1) == labels).sum().item()
+                seen += labels.numel()
+        return correct / seen
+
+    def path_parameters(self, genotype: Genotype) -> int:
+        """Parameters of the standalone network of `genotype` (its share of the supernet)."""
+        return self.supernet.path_parameters(genotype)

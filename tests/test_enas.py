@@ -1,0 +1,82 @@
+"""The ENAS evaluator in the search loop: shared-weight scoring, derivation, exact resume."""
+
+import pytest
+import torch
+
+from nas.config import parse_config
+from nas.enas import EnasEvaluator, batch_statistics
+from nas.search import best_architectures, create_search, open_dataset, run_search
+from nas.store import ArchitectureState, SearchStatus, Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'nas.db'}") as opened:
+        yield opened
+
+
+def _config(**overrides):
+    data = {
+        "seed": 1, "strategy": {"name": "reinforce"},
+        "evaluator": {"name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
+                      "derive_samples": 6, "derive_top": 2},
+        "dataset": {"name": "synthetic", "limit": 128}, "network": {"cells": 1, "channels": 4},
+        "space": {"blocks": 3, "ops": ["identity", "sep_conv_3x3", "avg_pool_3x3"]},
+        "budget": {"architectures": 16}, "samples_per_step": 2,
+    }
+    data.update(overrides)
+    return parse_config(data)
+
+
+def test_enas_search_records_candidates_and_derived_cells(store):
+    record = run_search(store, create_search(store, _config()).id)
+    assert record.status is SearchStatus.FINISHED
+    candidates = store.architectures(record.id, role="candidate")
+    derived = store.architectures(record.id, role="derived")
+    assert len(candidates) == 16 and len(derived) == 2
+    assert {a.evaluator for a in candidates + derived} == {"enas"}
+    assert {a.state for a in candidates + derived} == {ArchitectureState.COMPLETE}
+    assert all(0 <= a.reward <= 1 and a.params > 0 for a in candidates)
+    assert all(a.flops > 0 and 1 <= a.metrics["derived_from"] <= 6 for a in derived)
+    assert best_architectures(store, record.id)[0].role == "derived"
+    assert store.latest_checkpoint(record.id) is not None
+
+
+def test_enas_resume_after_a_crash_continues_exactly(store):
+    config = _config()
+    reference = run_search(store, create_search(store, config).id)
+
+    class Crash(EnasEvaluator):
+        def evaluate(self, genotypes):
+            if self.valid_cursor >= 10:  # during step 5, after the checkpoint at step 4
+                raise RuntimeError("killed")
+            return super().evaluate(genotypes)
+
+    crashed = create_search(store, config)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_search(store, crashed.id,
+                   evaluator=Crash(config, open_dataset(config), controller_sampling=True))
+    assert store.latest_checkpoint(crashed.id).step == 4
+    run_search(store, crashed.id)
+
+    def rows(search_id):
+        return [(a.role, a.step, a.genotype_id, a.reward)
+                for a in store.architectures(search_id, order="step")]
+
+    assert rows(crashed.id) == rows(reference.id)
+
+
+def test_scoring_leaves_batch_norm_running_statistics_alone():
+    config = _config()
+    evaluator = EnasEvaluator(config, open_dataset(config), controller_sampling=False)
+    evaluator.train_epoch(sample=None)
+    before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
+    genotype = config.space.build().sample(__import__("random").Random(0))
+    evaluator.accuracy(genotype, evaluator.valid_batches)
+    after = evaluator.supernet.state_dict()
+    for key, value in before.items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, after[key]), key
+    assert evaluator.supernet.training
+    with batch_statistics(evaluator.supernet):
+        assert not evaluator.supernet.stem.training
