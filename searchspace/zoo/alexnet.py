@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from searchspace.zoo.layers import halving_strides, init_weights, max_pool
+from searchspace.zoo.layers import dropout_mlp_head, halving_strides, init_weights, max_pool
 from searchspace.zoo.registry import register_network
 
 HIDDEN_UNITS = 1024
@@ -43,17 +43,7 @@ class AlexNet(nn.Module):
             conv_relu(384, 256, 3),
             max_pool(third_pool),
         )
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(POOLED_SIZE),
-            nn.Flatten(),
-            nn.Dropout(0.5),
-            nn.Linear(256 * POOLED_SIZE * POOLED_SIZE, HIDDEN_UNITS),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
-            nn.Linear(HIDDEN_UNITS, HIDDEN_UNITS),
-            nn.ReLU(inplace=True),
-            nn.Linear(HIDDEN_UNITS, num_classes),
-        )
+        self.classifier = dropout_mlp_head(256, POOLED_SIZE, HIDDEN_UNITS, num_classes)
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,23 @@ def pooled_linear_head(in_channels: int, num_classes: int, dropout: float = 0.0)
     )
 
 
+def dropout_mlp_head(
+    in_channels: int, pooled_size: int, hidden: int, num_classes: int
+) -> nn.Sequential:
+    """AlexNet/VGG classifier: pool to `pooled_size`^2, then two dropout + ReLU hidden layers."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(pooled_size),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(in_channels * pooled_size * pooled_size, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )
+
+
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal convolutions with zero bias and unit/zero batch norm.
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from searchspace.zoo.layers import conv_bn_relu, halving_strides, init_weights, max_pool
+from searchspace.zoo.layers import (
+    conv_bn_relu,
+    dropout_mlp_head,
+    halving_strides,
+    init_weights,
+    max_pool,
+)
 from searchspace.zoo.registry import register_network
 
 Stages = tuple[tuple[int, ...], ...]
@@ -34,17 +40,7 @@ class VGG(nn.Module):
                 channels = width
             layers.append(max_pool(stride, kernel_size=2))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Dropout(0.5),
-            nn.Linear(channels, HIDDEN_UNITS),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
-            nn.Linear(HIDDEN_UNITS, HIDDEN_UNITS),
-            nn.ReLU(inplace=True),
-            nn.Linear(HIDDEN_UNITS, num_classes),
-        )
+        self.classifier = dropout_mlp_head(channels, 1, HIDDEN_UNITS, num_classes)
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
