@@ -15,7 +15,7 @@ The NASNet-A network (searchspace.references.NASNET_A, CIFAR stem, 2 cells per s
 channel count whose parameter count is closest to resnet20's, so the three rows compare a
 hand-designed residual net, a mobile net and a searched cell at (for two of them) equal size.
 
-    .venv/bin/python bench/train_throughput.py [--steps 15] [--threads 2] [--max-seconds 200] [--no-docs]
+    .venv/bin/python bench/train_throughput.py [--steps 15] [--max-seconds 200] [--no-docs]
 
 Prints one JSON object on stdout and rewrites the "Training throughput" section of
 docs/benchmarks.md.
@@ -170,6 +170,10 @@ def _steps_text(report: dict, steps: int) -> str:
     return f"{'-'.join(str(n) for n in (rounds[0], rounds[-1]) if n)} (of {steps}: time budget)"
 
 
+def _load_text(load: list[float] | None) -> str:
+    return "unknown" if load is None else " / ".join(f"{value:.2f}" for value in load)
+
+
 def _range(low: float, high: float) -> str:
     return f"{low:.2f} s" if low == high else f"{low:.2f}-{high:.2f} s"
 
@@ -233,7 +237,9 @@ def render(report: dict, args: argparse.Namespace) -> str:
         f"{args.batch_size} of random 3x32x32 images, {args.warmup} warm-up steps then "
         f"{_steps_text(report, args.steps)} timed steps per variant; medians. Load average "
         f"(1/5/15 min) "
-        f"{report['load_average_before']} before and {report['load_average_after']} after.",
+        f"{_load_text(report['load_average_before'])} before and "
+        f"{_load_text(report['load_average_after'])} after (the latter includes this "
+        f"benchmark's own threads).",
         "",
         table,
         "",
@@ -243,14 +249,22 @@ def render(report: dict, args: argparse.Namespace) -> str:
     if nasnet is not None:
         low, high = PEER_CHILD_STEP["default"]
         cl_low, cl_high = PEER_CHILD_STEP["channels_last"]
+        default_s = nasnet["default"]["median_s"]
+        last_s = nasnet["channels_last"]["median_s"]
+        peer_ratio = (low + high) / 2 / ((cl_low + cl_high) / 2)
         lines += [
             "",
             f"For comparison, PEERS.md's floor (a random-cell child of width 16, 8 cells, "
-            f"140-220k parameters, batch 64, Adam, 2 threads) takes {_range(low, high)} per step "
-            f"in the default format and {_range(cl_low, cl_high)} with channels_last; the "
-            f"NASNet-A network here ({nasnet['params'] / 1e3:.0f}k parameters, the same "
-            f"6 normal + 2 reduction layout) takes {nasnet['default']['median_s']:.2f} s and "
-            f"{nasnet['channels_last']['median_s']:.2f} s.",
+            f"140-220k parameters, batch 64, Adam, 2 threads, on this machine) takes "
+            f"{_range(low, high)} per step in the default format and {_range(cl_low, cl_high)} "
+            f"with channels_last (x{peer_ratio:.1f}). The NASNet-A network here "
+            f"({nasnet['params'] / 1e3:.0f}k parameters, the same 6 normal + 2 reduction "
+            f"layout, but heavier cells: separable 5x5 convolutions, 7x7 in reduction cells, "
+            f"{nasnet['multiply_adds'] / 1e6:.1f}M multiply-adds) takes {default_s:.2f} s and "
+            f"{last_s:.2f} s, {default_s / ((low + high) / 2):.1f}x and "
+            f"{last_s / ((cl_low + cl_high) / 2):.1f}x the child's figures; its channels_last "
+            f"gain (x{nasnet['channels_last_speedup']:.2f}) is of the same order as the peer "
+            f"child's.",
         ]
     return "\n".join(lines)
 

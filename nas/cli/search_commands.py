@@ -72,9 +72,13 @@ def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
 @app.command()
 def search(
     config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")] = None,
-    strategy: Annotated[str | None, typer.Option(help="reinforce (default), random, evolution, tpe")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="reinforce (default), random, evolution, tpe")
+    ] = None,
     evaluator: Annotated[str | None, typer.Option(help="standalone (default), enas")] = None,
-    dataset: Annotated[str | None, typer.Option(help="digits (default), cifar10, imagefolder")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="digits (default), cifar10, imagefolder")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
     budget_architectures: Annotated[int | None, typer.Option(help="architectures to try")] = None,
     budget_seconds: Annotated[float | None, typer.Option(help="wall-clock budget")] = None,
