@@ -6,13 +6,7 @@ import torch
 from nas.config import parse_config
 from nas.enas import EnasEvaluator, batch_statistics
 from nas.search import best_architectures, create_search, open_dataset, run_search
-from nas.store import ArchitectureState, SearchStatus, Store
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store(f"sqlite:///{tmp_path / 'nas.db'}") as opened:
-        yield opened
+from nas.store import ArchitectureState, SearchStatus
 
 
 def _config(**overrides):

@@ -5,13 +5,7 @@ import pytest
 from nas.config import ConfigError, SearchConfig, load_config, parse_config
 from nas.evaluators import Evaluator, SyntheticEvaluator
 from nas.search import create_search, run_search
-from nas.store import ArchitectureState, SearchStatus, Store
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store(f"sqlite:///{tmp_path / 'nas.db'}") as opened:
-        yield opened
+from nas.store import ArchitectureState, SearchStatus
 
 
 def _synthetic(**overrides):
