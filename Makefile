@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/nas search --name demo --strategy reinforce --dataset digits --budget-architectures 12
-	$(BIN)/nas searches
+	$(BIN)/nas export best -o best_architecture.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -114,8 +114,9 @@ def run_search(
 def best_architectures(store: Store, search_id: str, limit: int | None = None
                        ) -> list[ArchitectureRecord]:
     """The best architectures by reward: the derived ones when the evaluator derived any (ENAS
-    candidates' rewards come from a single validation batch), else every candidate."""
-    role = "derived" if store.count_architectures(search_id, role="derived") else None
+    candidates' rewards come from a single validation batch), else the candidates. Transferred
+    networks (scored on another dataset) are never mixed in."""
+    role = "derived" if store.count_architectures(search_id, role="derived") else "candidate"
     return store.architectures(search_id, order="reward", limit=limit, role=role)
 
 

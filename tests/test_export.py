@@ -136,7 +136,7 @@ def test_standalone_module_loads_our_state_dicts_with_load_weights(tmp_path):
 
 
 def test_module_holds_only_the_ops_used_and_reads_like_code():
-    source = python_source(ExportSpec(NASNET_A, cells=1, channels=8))
+    source = python_source(ExportSpec(NASNET_A, cells=1, channels=8, title="a long title " * 9))
     compile(source, "model.py", "exec")
     assert "searchspace" not in source and "from nas" not in source
     assert "class SeparableConv(" in source and "class FactorizedReduce(" in source
@@ -161,8 +161,8 @@ def test_torchscript_matches(tmp_path):
 
 
 def test_onnx_matches_when_onnxruntime_is_installed(tmp_path):
-    if importlib.util.find_spec("onnx") is None:
-        with pytest.raises(ExportError, match="pip install onnx"):
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
+        with pytest.raises(ExportError, match="needs the onnx.*pip install onnx"):
             export(ExportSpec(NASNET_A, cells=1, channels=4), tmp_path / "m.onnx", "onnx")
         pytest.skip("onnx is not installed (the clear error is checked)")
     onnxruntime = pytest.importorskip("onnxruntime")
@@ -170,7 +170,7 @@ def test_onnx_matches_when_onnxruntime_is_installed(tmp_path):
     model = randomize(spec.build())
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     (path,) = export(spec, tmp_path / "model.onnx", "onnx", tmp_path / "weights.pt")
-    images = torch.randn(2, 3, 16, 16)
+    images = torch.randn(5, 3, 16, 16)  # another batch size than exported with
     session = onnxruntime.InferenceSession(str(path))
     (logits,) = session.run(None, {"images": images.numpy()})
     with torch.no_grad():
@@ -269,3 +269,25 @@ def test_export_errors_exit_2_with_one_line(env, tmp_path, setup, args, message)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "net.py").exists()
+
+
+def test_export_best_as_torchscript_and_state_dict_with_given_weights(env, tmp_path):
+    search_id = make_search(Path(env["NAS_HOME"]), [0.9])  # NASNet-A
+    trained = randomize(CellNetwork(NASNET_A, num_classes=3, cells=2, channels=6,
+                                    in_channels=1))
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    flags = ["--search", search_id, "--cells", "2", "--channels", "6", "--num-classes", "3",
+             "--weights", str(tmp_path / "trained.pt")]
+    scripted = nas(env, "export", "best", *flags, "--format", "torchscript",
+                   "-o", str(tmp_path / "net.ts"))
+    assert scripted.returncode == 0, scripted.stderr
+    images = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(tmp_path / "net.ts"))(images),
+                                   trained.eval()(images), atol=1e-5, rtol=0)
+    saved = nas(env, "export", "best", *flags, "--format", "state-dict",
+                "-o", str(tmp_path / "net.pt"))
+    assert saved.returncode == 0, saved.stderr
+    state = torch.load(tmp_path / "net.pt", weights_only=True)
+    assert all(torch.equal(state[key], value) for key, value in trained.state_dict().items())
+    assert Genotype.from_json((tmp_path / "net.genotype.json").read_text()) == NASNET_A

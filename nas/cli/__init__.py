@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from nas.cli import search_commands, train_commands  # noqa: F401  (they register commands)
+from nas.cli import export_commands, search_commands, train_commands  # noqa: F401  (they register commands)
 from nas.cli.app import app
 
 
