@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,9 +97,12 @@ class StandaloneEvaluator(Evaluator):
 
     name = "standalone"
 
-    def __init__(self, config: SearchConfig, data: DataSplits) -> None:
+    def __init__(self, config: SearchConfig, data: DataSplits, weights_dir: Path | None = None
+                 ) -> None:
+        """`weights_dir`: where each trained candidate's weights are kept (None: not kept)."""
         self.config = config
         self.data = data
+        self.weights_dir = weights_dir
         self.train_config = TrainConfig(
             epochs=config.evaluator.epochs,
             batch_size=config.evaluator.batch_size,
@@ -132,6 +136,9 @@ class StandaloneEvaluator(Evaluator):
             return Evaluation(state="FAIL", error=f"{type(error).__name__}: {error}")
         last = result.history[-self.config.evaluator.reward_epochs:]
         accuracy = max(epoch.val_accuracy for epoch in last)
+        metrics = result.to_dict()
+        if self.weights_dir is not None:
+            metrics["weights"] = str(self._save_weights(genotype, model))
         return Evaluation(
             state="COMPLETE",
             reward=self.config.objective.reward(accuracy, params),
@@ -140,8 +147,15 @@ class StandaloneEvaluator(Evaluator):
             flops=flops,
             latency_ms=latency_ms,
             train_seconds=result.seconds,
-            metrics=result.to_dict(),
+            metrics=metrics,
         )
+
+    def _save_weights(self, genotype: Genotype, model: torch.nn.Module) -> Path:
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        path = (self.weights_dir / f"{genotype.id}.pt").resolve()
+        torch.save({key: value.detach().cpu().contiguous()
+                    for key, value in model.state_dict().items()}, path)
+        return path
 
 
 class SyntheticEvaluator(Evaluator):
@@ -163,8 +177,10 @@ class SyntheticEvaluator(Evaluator):
         ]
 
 
-def create_evaluator(config: SearchConfig, data: DataSplits | None) -> Evaluator:
-    """The evaluator the config names (`data` is needed by those that train)."""
+def create_evaluator(config: SearchConfig, data: DataSplits | None,
+                     weights_dir: Path | None = None) -> Evaluator:
+    """The evaluator the config names (`data` is needed by those that train; standalone
+    candidates' weights are kept in `weights_dir` when given)."""
     if config.evaluator.name == "synthetic":
         return SyntheticEvaluator(config)
     if data is None:
@@ -174,4 +190,4 @@ def create_evaluator(config: SearchConfig, data: DataSplits | None) -> Evaluator
 
         return EnasEvaluator(config, data,
                              controller_sampling=config.strategy.name == "reinforce")
-    return StandaloneEvaluator(config, data)
+    return StandaloneEvaluator(config, data, weights_dir)

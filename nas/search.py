@@ -23,6 +23,7 @@ import torch
 from nas.config import SearchConfig
 from nas.data import load_dataset
 from nas.evaluators import Evaluation, Evaluator, create_evaluator
+from nas.paths import weights_dir
 from nas.store import ArchitectureRecord, ArchitectureState, SearchRecord, SearchStatus, Store
 from nas.strategies import Strategy, create
 
@@ -76,7 +77,8 @@ def run_search(
                       **config.strategy.options)
     if evaluator is None:
         needs_data = config.evaluator.name != "synthetic"
-        evaluator = create_evaluator(config, open_dataset(config) if needs_data else None)
+        evaluator = create_evaluator(config, open_dataset(config) if needs_data else None,
+                                     weights_dir() / search_id)
     state = _restore(store, search_id, strategy, evaluator)
     if record.status is not SearchStatus.RUNNING:
         store.set_status(search_id, SearchStatus.RUNNING)

@@ -17,7 +17,6 @@ linked by `parent_id` to the architecture it came from, its weights saved under 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.export import ExportSpec, stem_for
+from nas.paths import weights_dir
 from nas.store import ArchitectureRecord, ArchitectureState, SearchStatus, Store
 from nas.train import TrainConfig, TrainResult, train_model
 from searchspace.complexity import count_flops, count_parameters
@@ -151,11 +151,6 @@ def transfer(
     flops = count_flops(model, (info.in_channels, info.input_size, info.input_size))
     result = train_model(model, data, config, progress=progress)
     return TransferOutcome(model=model, result=result, params=params, flops=flops, spec=spec)
-
-
-def weights_dir() -> Path:
-    """Where transferred weights are kept: `$NAS_HOME/weights` (default `./.nas/weights`)."""
-    return Path(os.environ.get("NAS_HOME", ".nas")) / "weights"
 
 
 def record_transfer(

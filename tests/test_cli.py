@@ -145,3 +145,6 @@ def test_killed_search_resumes_to_the_uninterrupted_sequence(env, tmp_path):
         return sorted((row["step"], row["genotype_id"], row["reward"]) for row in rows)
 
     assert sequence(killed_id) == sequence(reference["search_id"])
+    exported = json.loads(nas(env, "export", "best", "--search", killed_id, "-o",
+                              str(tmp_path / "best.py"), "--json").stdout)
+    assert exported["weights"] is not None  # the trained candidate's own weights

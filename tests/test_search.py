@@ -1,11 +1,13 @@
 """The search loop: config validation, recording, checkpoints, resume and cancellation."""
 
 import pytest
+import torch
 
 from nas.config import ConfigError, SearchConfig, load_config, parse_config
 from nas.evaluators import Evaluator, SyntheticEvaluator
 from nas.search import create_search, run_search
 from nas.store import ArchitectureState, SearchStatus
+from searchspace.network import CellNetwork
 
 
 def _synthetic(**overrides):
@@ -138,7 +140,8 @@ def test_cancellation_stops_at_the_next_step(store):
     assert {a.state for a in store.architectures(record.id)} == {ArchitectureState.COMPLETE}
 
 
-def test_standalone_search_trains_candidates_on_real_data(store):
+def test_standalone_search_trains_candidates_on_real_data(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
     config = parse_config({
         "strategy": {"name": "random"}, "dataset": {"name": "synthetic", "limit": 96},
         "evaluator": {"epochs": 1, "batch_size": 32}, "network": {"cells": 1, "channels": 4},
@@ -154,3 +157,6 @@ def test_standalone_search_trains_candidates_on_real_data(store):
         assert row.latency_ms > 0 and row.train_seconds > 0
         assert row.reward == pytest.approx(row.accuracy * (row.params / 20000) ** -0.07)
         assert len(row.metrics["history"]) == 1
+        weights = torch.load(row.metrics["weights"], weights_only=True)  # kept for export
+        network = CellNetwork(row.genotype, num_classes=4, cells=1, channels=4)
+        network.load_state_dict(weights)
