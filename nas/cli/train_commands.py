@@ -22,6 +22,7 @@ def train(
     arch: Annotated[str, typer.Option(help="zoo name, reference cell name or genotype .json")],
     dataset: Annotated[str, typer.Option(help=f"one of {', '.join(DATASETS)}")] = "digits",
     data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
+    download: Annotated[bool, typer.Option(help="fetch CIFAR-10 where a network exists")] = False,
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     cells: Annotated[int, typer.Option(min=1, help="normal cells per stage")] = 2,
     channels: Annotated[int, typer.Option(min=2, help="initial channels of cells")] = 16,
@@ -42,7 +43,8 @@ def train(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, cutout=cutout,
             drop_path=drop_path, seed=seed,
         )
-        data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size)
+        data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size,
+                            download=download)
         info = data.info
         model = architecture.build(
             num_classes=info.num_classes, in_channels=info.in_channels,

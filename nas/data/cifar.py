@@ -141,7 +141,8 @@ def resolve_cifar_dir(data_dir: str | Path | None, download: bool) -> Path:
     if data_dir is None:
         raise DatasetError(
             f"no CIFAR-10 data in {root} (the default: $NAS_DATA_DIR/cifar10 or ./data/cifar10); "
-            f"pass --data-dir (data_dir=) pointing at it, or download=True; expected {LAYOUT}"
+            f"pass --data-dir pointing at it, or --download where a network exists; "
+            f"expected {LAYOUT}"
         )
     problem = "does not exist" if not root.exists() else "holds no data_batch_* files"
     raise DatasetError(f"CIFAR-10 folder {root} {problem}; expected {LAYOUT}")
