@@ -43,6 +43,16 @@ class Architecture:
         )
 
 
+def read_genotype_file(path: Path) -> Genotype:
+    """A genotype JSON file; errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"genotype file {path} does not exist")
+    try:
+        return Genotype.from_json(path.read_text())
+    except InvalidGenotype as error:
+        raise InvalidGenotype(f"{path}: {error}") from None
+
+
 def resolve_architecture(spec: str) -> Architecture:
     """A zoo name, a reference genotype name, or the path of a genotype JSON file."""
     if spec in REFERENCE_GENOTYPES:
@@ -51,13 +61,7 @@ def resolve_architecture(spec: str) -> Architecture:
         return Architecture(spec)
     path = Path(spec)
     if path.suffix == ".json" or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"genotype file {path} does not exist")
-        try:
-            genotype = Genotype.from_json(path.read_text())
-        except InvalidGenotype as error:
-            raise InvalidGenotype(f"{path}: {error}") from None
-        return Architecture(path.stem, genotype)
+        return Architecture(path.stem, read_genotype_file(path))
     known = ", ".join([*list_networks(), *REFERENCE_GENOTYPES])
     raise ValueError(
         f"unknown architecture {spec!r}: not a zoo network, reference genotype or genotype "

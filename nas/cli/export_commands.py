@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from nas.architectures import read_genotype_file
 from nas.cli.app import app, configure_threads, console, fail, user_errors
 from nas.config import SearchConfig
 from nas.data import DATASETS, load_dataset
@@ -27,7 +28,6 @@ from nas.transfer import (
     record_transfer,
     transfer,
 )
-from searchspace.genotype import Genotype, InvalidGenotype
 
 export_app = typer.Typer(help="Write a searched architecture out as code or a model file.",
                          no_args_is_help=True)
@@ -176,15 +176,6 @@ def export_best(
     )
 
 
-def _read_genotype(path: Path) -> Genotype:
-    if not path.is_file():
-        raise FileNotFoundError(f"genotype file {path} does not exist")
-    try:
-        return Genotype.from_json(path.read_text())
-    except InvalidGenotype as error:
-        raise InvalidGenotype(f"{path}: {error}") from None
-
-
 @app.command("transfer")
 def transfer_command(
     search: Annotated[str | None, typer.Option(help="take the cell from this search")] = None,
@@ -221,7 +212,7 @@ def transfer_command(
     with user_errors(), Store() as store:
         size = preset(preset_name)
         source = pick_architecture(store, search, rank).architecture if search else None
-        genotype = source.genotype if source else _read_genotype(genotype_file)
+        genotype = source.genotype if source else read_genotype_file(genotype_file)
         cells = cells if cells is not None else size.cells
         channels = channels if channels is not None else size.channels
         data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size, limit=limit)

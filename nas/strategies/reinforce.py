@@ -154,7 +154,7 @@ class Reinforce(Strategy):
 
     def tell(self, genotypes: Sequence[Genotype], rewards: Sequence[float]) -> None:
         values = self.check_told(genotypes, rewards)
-        tokens = torch.tensor([self.space.to_tokens(genotype) for genotype in genotypes])
+        tokens = self._tokens(genotypes)
         _, log_prob, entropy = self.controller.run(len(genotypes), tokens=tokens)
         reward = torch.tensor(values) + self.options.entropy_weight * entropy.detach()
         if self.baseline is None:
@@ -172,9 +172,12 @@ class Reinforce(Strategy):
 
     def log_probability(self, genotypes: Sequence[Genotype]) -> torch.Tensor:
         """Log-probability of each genotype under the current controller."""
-        tokens = torch.tensor([self.space.to_tokens(genotype) for genotype in genotypes])
+        tokens = self._tokens(genotypes)
         with torch.no_grad():
             return self.controller.run(len(genotypes), tokens=tokens)[1]
+
+    def _tokens(self, genotypes: Sequence[Genotype]) -> torch.Tensor:
+        return torch.tensor([self.space.to_tokens(genotype) for genotype in genotypes])
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy: the returned tensors do not change when this strategy learns on."""
