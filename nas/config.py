@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from nas.data import DATASETS
 from searchspace.genotype import CELL_NAMES
-from searchspace.spaces import DEFAULT_OPS, SearchSpace
+from searchspace.spaces import DEFAULT_OPS, ENAS_OPS, SearchSpace
 
 
 class ConfigError(ValueError):
@@ -55,17 +55,22 @@ class EvaluatorConfig(_Section):
     """How candidates are scored: `enas` (shared weights), `standalone` (each trained from
     scratch) or `synthetic` (a hidden target genotype, no training; for tests and benchmarks)."""
 
-    name: Literal["standalone", "enas", "synthetic"] = "standalone"
+    name: Literal["standalone", "enas", "synthetic"] = "enas"
     batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
+    learning_rate: float = Field(0.05, gt=0, description="SGD, standalone candidates")
     weight_decay: float = Field(3e-4, ge=0)
     grad_clip: float = Field(5.0, gt=0)
     # standalone
     epochs: int = Field(3, ge=1, description="training epochs per candidate (proxy budget)")
     reward_epochs: int = Field(1, ge=1, description="reward = best val accuracy of the last k")
     # enas
+    supernet_learning_rate: float = Field(
+        0.01, gt=0, description="Adam, cosine-annealed over the planned supernet epochs"
+    )
     steps_per_epoch: int = Field(5, ge=1, description="controller steps per supernet epoch")
-    warmup_epochs: int = Field(1, ge=0, description="extra supernet epochs before step 0")
+    warmup_epochs: int = Field(
+        10, ge=0, description="supernet epochs on uniformly sampled paths before step 0"
+    )
     derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
 
@@ -115,6 +120,15 @@ class ObjectiveConfig(_Section):
         return accuracy * (params / self.params_target) ** self.params_weight
 
 
+# What a search on shared weights uses unless the config says otherwise (measured on digits,
+# docs/benchmarks.md "ENAS"): ENAS's five ops, a wider proxy network, more candidates.
+ENAS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "space": {"ops": list(ENAS_OPS)},
+    "network": {"channels": 16},
+    "budget": {"architectures": 400},
+}
+
+
 class SearchConfig(_Section):
     name: str = Field("search", min_length=1, max_length=200)
     seed: int = 0
@@ -130,6 +144,25 @@ class SearchConfig(_Section):
         None, ge=1, description="steps between checkpoints (default: every supernet epoch for "
         "enas, every step otherwise)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluator_defaults(cls, data: Any) -> Any:
+        """Fill the ENAS defaults into the sections an `enas` config leaves out."""
+        if not isinstance(data, dict):
+            return data
+        evaluator = data.get("evaluator")
+        name = evaluator.get("name", "enas") if isinstance(evaluator, dict) else "enas"
+        if name != "enas":
+            return data
+        filled = dict(data)
+        for section, defaults in ENAS_DEFAULTS.items():
+            given = filled.get(section)
+            if given is None:
+                filled[section] = dict(defaults)
+            elif isinstance(given, dict) and not (section == "budget" and given):
+                filled[section] = defaults | given
+        return filled
 
     @property
     def checkpoint_interval(self) -> int:

@@ -1,8 +1,10 @@
 """ENAS (Pham et al., 2018): candidates scored under one supernet's shared weights.
 
-The search loop drives it like any evaluator. Before every `steps_per_epoch`-th step the
-shared weights train for one epoch on the train split, a fresh architecture per minibatch
-(from the controller when the strategy is `reinforce`, else uniform). Each candidate the
+The search loop drives it like any evaluator. First the shared weights warm up for
+`warmup_epochs` epochs on uniformly sampled paths; then, before every `steps_per_epoch`-th
+step, they train for one epoch on the train split, a fresh architecture per minibatch (from
+the controller when the strategy is `reinforce`, else uniform); Adam, cosine-annealed over
+the planned epochs. Each candidate the
 strategy asks for is then scored on the next validation minibatch: accuracy under the shared
 weights, without gradients, with batch norm using the scoring batch's statistics and leaving
 the running statistics alone (training-mode normalisation as ENAS scores, but nothing learnt
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -31,6 +34,8 @@ from searchspace.genotype import Genotype
 from searchspace.supernet import Supernet, extract_network
 
 logger = logging.getLogger(__name__)
+Batch = tuple[torch.Tensor, torch.Tensor]
+DERIVE_BATCH_SIZE = 512  # derivation scores on the whole validation split in large batches
 
 @contextlib.contextmanager
 def batch_statistics(model: nn.Module) -> Iterator[None]:
@@ -52,6 +57,17 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def planned_supernet_epochs(config: SearchConfig) -> int | None:
+    """Supernet epochs a search will train: the warm-up, then one per `steps_per_epoch` steps
+    of the architecture budget (None when only a time budget is set)."""
+    architectures = config.budget.architectures
+    if architectures is None:
+        return None
+    steps = math.ceil(architectures / config.samples_per_step)
+    options = config.evaluator
+    return options.warmup_epochs + math.ceil(steps / options.steps_per_epoch)
+
+
 class EnasEvaluator(Evaluator):
     """Scores genotypes under a weight-sharing supernet that it trains between steps."""
 
@@ -70,10 +86,11 @@ class EnasEvaluator(Evaluator):
                 config.space.build(), num_classes=info.num_classes, cells=config.network.cells,
                 channels=config.network.channels, in_channels=info.in_channels,
             )
-        self.optimizer = torch.optim.SGD(
-            self.supernet.parameters(), lr=self.options.learning_rate, momentum=0.9,
-            nesterov=True, weight_decay=self.options.weight_decay,
+        self.optimizer = torch.optim.Adam(
+            self.supernet.parameters(), lr=self.options.supernet_learning_rate,
+            weight_decay=self.options.weight_decay,
         )
+        self.planned_epochs = planned_supernet_epochs(config)
         self.epochs_done = 0
         self.valid_cursor = 0
         self.uniform = random.Random(f"enas-uniform-{config.seed}")
@@ -83,31 +100,33 @@ class EnasEvaluator(Evaluator):
 
     def before_step(self, step: int, sample: Sampler) -> None:
         if step % self.options.steps_per_epoch == 0:
-            epochs = 1 + (self.options.warmup_epochs if step == 0 else 0)
-            for _ in range(epochs):
-                self.train_epoch(sample)
+            while self.epochs_done < self.options.warmup_epochs:
+                self.train_epoch(sample, uniform=True)
+            self.train_epoch(sample)
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
-        evaluations = []
-        for genotype in genotypes:
-            images, labels = self.valid_batches[self.valid_cursor % len(self.valid_batches)]
+        batches = []
+        for _ in genotypes:
+            batches.append(self.valid_batches[self.valid_cursor % len(self.valid_batches)])
             self.valid_cursor += 1
-            accuracy = self.accuracy(genotype, [(images, labels)])
-            evaluations.append(Evaluation(
+        scores = self.accuracies(genotypes, [[batch] for batch in batches])
+        return [
+            Evaluation(
                 state="COMPLETE", reward=accuracy, accuracy=accuracy,
                 params=self.path_parameters(genotype),
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": len(labels)},
-            ))
-        return evaluations
+            )
+            for genotype, accuracy, (_, labels) in zip(genotypes, scores, batches, strict=True)
+        ]
 
     def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
         """Sample `derive_samples` candidates, score each on the whole validation split, keep
         the best `derive_top` (with parameters, multiply-adds and the standalone network)."""
         candidates = list(dict.fromkeys(sample(self.options.derive_samples)))
-        scored = sorted(
-            ((self.accuracy(genotype, self.valid_batches), genotype) for genotype in candidates),
-            key=lambda pair: -pair[0],
-        )[: self.options.derive_top]
+        whole_split = list(self.data.valid_loader(DERIVE_BATCH_SIZE))
+        scores = self.accuracies(candidates, [whole_split] * len(candidates))
+        scored = sorted(zip(scores, candidates, strict=True), key=lambda pair: -pair[0])
+        scored = scored[: self.options.derive_top]
         info = self.data.info
         derived = []
         for accuracy, genotype in scored:
@@ -140,20 +159,27 @@ class EnasEvaluator(Evaluator):
 
     # the work
 
-    def train_epoch(self, sample: Sampler) -> float:
-        """One epoch of shared-weight training, one sampled architecture per minibatch."""
+    def train_epoch(self, sample: Sampler, *, uniform: bool = False) -> float:
+        """One epoch of shared-weight training, one sampled architecture per minibatch (drawn
+        uniformly during the warm-up or when the strategy is not the controller)."""
         self.supernet.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
         space = self.supernet.space
         batches = self.data.train_loader(self.options.batch_size,
                                          seed=self.config.seed * 10_007 + self.epochs_done)
         total, count = 0.0, 0
         for images, labels in batches:
-            genotype = sample(1)[0] if self.controller_sampling else space.sample(self.uniform)
+            if self.controller_sampling and not uniform:
+                genotype = sample(1)[0]
+            else:
+                genotype = space.sample(self.uniform)
             loss = F.cross_entropy(self.supernet(images, genotype), labels)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"supernet loss became {loss.item()} in epoch {self.epochs_done + 1}; "
-                    f"try a lower evaluator.learning_rate (now {self.options.learning_rate:g})"
+                    "try a lower evaluator.supernet_learning_rate "
+                    f"(now {self.options.supernet_learning_rate:g})"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -165,15 +191,28 @@ class EnasEvaluator(Evaluator):
         logger.info("supernet epoch %d: loss %.4f", self.epochs_done, total / max(count, 1))
         return total / max(count, 1)
 
-    def accuracy(self, genotype: Genotype, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
-                 ) -> float:
-        """Accuracy of `genotype` under the shared weights on `batches`."""
-        correct, seen = 0, 0
+    def learning_rate(self) -> float:
+        """Cosine annealing over the planned epochs (constant without an architecture budget),
+        with a linear warm-up over the first two epochs."""
+        base = self.options.supernet_learning_rate
+        warm = min(1.0, (self.epochs_done + 1) / 3)
+        if self.planned_epochs is None:
+            return base * warm
+        progress = min(1.0, self.epochs_done / self.planned_epochs)
+        return base * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def accuracies(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]]
+                   ) -> list[float]:
+        """Accuracy under the shared weights of each genotype on its own list of batches."""
+        scores = []
         with torch.inference_mode(), batch_statistics(self.supernet):
-            for images, labels in batches:
-                correct += (self.supernet(images, genotype).argmax(1) == labels).sum().item()
-                seen += labels.numel()
-        return correct / seen
+            for genotype, own_batches in zip(genotypes, batches, strict=True):
+                correct, seen = 0, 0
+                for images, labels in own_batches:
+                    correct += (self.supernet(images, genotype).argmax(1) == labels).sum().item()
+                    seen += labels.numel()
+                scores.append(correct / seen)
+        return scores
 
     def path_parameters(self, genotype: Genotype) -> int:
         """Parameters of the standalone network of `genotype` (its share of the supernet)."""

@@ -20,6 +20,13 @@ DEFAULT_OPS: tuple[str, ...] = (
     "identity", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "conv_1x7_7x1",
     "inception", "se_sep_conv_3x3", "mbconv_3x3", "avg_pool_3x3", "max_pool_3x3",
 )
+# ENAS's own five ops (Pham et al., 2018): the default when candidates share weights. Each op
+# of a supernet trains only on the minibatches whose path samples it, so fewer, lighter ops
+# train far faster (docs/benchmarks.md, "ENAS": the ten-op supernet barely learns in the
+# same time).
+ENAS_OPS: tuple[str, ...] = (
+    "identity", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3",
+)
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ def nas(env, *args, check=True):
 
 
 def test_train_prints_the_metrics_as_json(env):
-    out = nas(env, "train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "3", "--json")
+    out = nas(env, "train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "8", "--json")
     metrics = json.loads(out.stdout)
     assert set(metrics) >= {"val_accuracy", "params", "flops", "seconds"}
-    assert metrics["val_accuracy"] > 0.3 and metrics["params"] > 0 and metrics["flops"] > 0
+    assert metrics["val_accuracy"] > 0.6 and metrics["params"] > 0 and metrics["flops"] > 0
 
 
 def test_train_a_genotype_file(env, tmp_path):

@@ -66,7 +66,7 @@ def test_scoring_leaves_batch_norm_running_statistics_alone():
     evaluator.train_epoch(sample=None)
     before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
     genotype = config.space.build().sample(__import__("random").Random(0))
-    evaluator.accuracy(genotype, evaluator.valid_batches)
+    evaluator.accuracies([genotype], [evaluator.valid_batches])
     after = evaluator.supernet.state_dict()
     for key, value in before.items():
         if not key.endswith("num_batches_tracked"):

@@ -75,7 +75,9 @@ def search(
     strategy: Annotated[
         str | None, typer.Option(help="reinforce (default), random, evolution, tpe")
     ] = None,
-    evaluator: Annotated[str | None, typer.Option(help="standalone (default), enas")] = None,
+    evaluator: Annotated[
+        str | None, typer.Option(help="enas (default: shared weights), standalone, synthetic")
+    ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="digits (default), cifar10, imagefolder")
     ] = None,
@@ -89,7 +91,7 @@ def search(
     name: Annotated[str | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json", help="end with one JSON object")] = False,
 ) -> None:
-    """Run a search; prints its id, a live progress bar, then the best architecture."""
+    """Run a search; prints its id, a live progress bar, then the best architectures."""
     configure_threads()
     with user_errors():
         overrides = _overrides(
@@ -134,9 +136,9 @@ def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
     console.print(f"search [bold]{record.id}[/] {summary['status']}: "
                   f"{summary['architectures']} architectures, best reward "
                   f"{_number(summary['best_reward'])}")
-    top = best_architectures(store, record.id, limit=1)
-    if top and top[0].reward is not None:
-        _print_architecture(top[0], rank=1)
+    top = [a for a in best_architectures(store, record.id, limit=3) if a.reward is not None]
+    for rank, architecture in enumerate(top, start=1):
+        _print_architecture(architecture, rank)
 
 
 @app.command()
