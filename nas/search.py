@@ -15,14 +15,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
 
 from nas.config import SearchConfig
 from nas.data import load_dataset
-from nas.evaluators import Evaluation, Evaluator, create_evaluator
+from nas.evaluators import ConcurrentEvaluator, Evaluation, Evaluator, create_evaluator
 from nas.paths import weights_dir
 from nas.store import ArchitectureRecord, ArchitectureState, SearchRecord, SearchStatus, Store
 from nas.strategies import Strategy, create
@@ -48,6 +49,8 @@ class LoopState:
     step: int = 0
     architectures: int = 0
     elapsed_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What a loop keeps in its checkpoint besides the above (the concurrent loop's rows)."""
 
 
 def create_search(store: Store, config: SearchConfig) -> SearchRecord:
@@ -86,6 +89,12 @@ def run_search(
                     {"step": state.step, "architectures": state.architectures})
     started = time.perf_counter() - state.elapsed_seconds
     try:
+        if isinstance(evaluator, ConcurrentEvaluator):
+            from nas.concurrent_search import run_concurrent
+
+            if run_concurrent(store, search_id, config, strategy, evaluator, state, started,
+                              progress):
+                return store.get_search(search_id)
         while not _budget_spent(config, state):
             if store.get_search(search_id).status is SearchStatus.CANCELLED:
                 store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
@@ -181,9 +190,10 @@ def _finish(store: Store, architecture_id: int, evaluation: Evaluation) -> None:
 
 
 def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator,
-                state: LoopState) -> None:
+                state: LoopState, extra: dict[str, Any] | None = None) -> None:
     buffer = io.BytesIO()
     torch.save({
+        "extra": extra or {},
         "strategy": strategy.state_dict(),
         "evaluator": evaluator.state_dict(),
         "step": state.step,
@@ -210,4 +220,5 @@ def _restore(store: Store, search_id: str, strategy: Strategy, evaluator: Evalua
     if removed:
         store.add_event(search_id, "resumed", f"dropped {removed} architectures recorded after "
                         f"the checkpoint at step {payload['step']}")
-    return LoopState(payload["step"], payload["architectures"], payload["elapsed_seconds"])
+    return LoopState(payload["step"], payload["architectures"], payload["elapsed_seconds"],
+                     payload.get("extra", {}))
