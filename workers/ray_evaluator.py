@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ class ResultCollector(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = dict(trial.last_result or {})
         evaluation = evaluation_from(result) or self._pruned(result)
-        self.channel.results.put((trial.config["key"], evaluation))
+        metrics = evaluation.metrics | {"worker_failures": trial.num_failures}
+        self.channel.results.put((trial.config["key"], replace(evaluation, metrics=metrics)))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         failures = trial.num_failures
