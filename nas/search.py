@@ -6,6 +6,8 @@ A checkpoint (strategy state, RNG states, step, elapsed seconds) is written ever
 `checkpoint_every` steps; resuming drops the rows recorded after the last checkpoint and
 continues, so a resumed run asks the same genotypes as an uninterrupted one with that seed.
 Cancellation (the search's status set to `cancelled`, or Ctrl-C) stops at the next step.
+Evaluators that train candidates concurrently (Ray workers) take the asynchronous path of
+`nas.concurrent_search` instead of the step loop below.
 """
 
 from __future__ import annotations
