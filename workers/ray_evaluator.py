@@ -192,8 +192,11 @@ class RayEvaluator(ConcurrentEvaluator):
 
     def _tuner(self, data: DataSplits | None, weights_dir: Path | None) -> tune.Tuner:
         workers, epochs = self.workers, self.config.evaluator.epochs
+        search_config = self.config.model_dump(mode="json")
+        if self.config.dataset.path:  # trials run in their own folders: no relative paths
+            search_config["dataset"]["path"] = str(Path(self.config.dataset.path).resolve())
         trainable = tune.with_parameters(
-            train_candidate, search_config=self.config.model_dump(mode="json"),
+            train_candidate, search_config=search_config,
             data=shared_data(self.config, data),
             weights_dir=str(weights_dir.resolve()) if weights_dir else None)
         resources = {"cpu": workers.cpus_per_trial, "gpu": workers.gpus_per_trial}
