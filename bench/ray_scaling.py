@@ -2,16 +2,16 @@
 
 Scaling: the same seeded random genotypes (NASNet cells of 2 blocks, 8 channels, 1 cell per
 stage) are trained for `--epochs` epochs on digits by `RayEvaluator` with `max_concurrent` 1,
-then 2 (each trial 1 CPU, torch 1 thread), `--rounds` times each after a warm-up candidate per
-worker (a search starts its trial actors once); reported: the median candidates per minute of
-each and the ratio (target: 1.8x on 2 cores). The two are not interleaved: a live Tune
-experiment keeps its idle actors, and their CPUs, for its next trials.
+then 2 (each trial 1 CPU, torch 1 thread), alternating 1, 2, 2, 1, ... for `--rounds` rounds,
+each a new evaluator as a new search would start one (its trial actors' start-up included);
+reported: the median candidates per minute of each and the ratio (target: 1.8x on 2 cores).
 
 Overhead: tiny candidates (4 channels, 1 epoch, 200 images) trained one at a time in-process by
-`StandaloneEvaluator` and by `RayEvaluator` with one (warm) worker; the difference of the seconds
-per candidate is what Ray (Tune's trial bookkeeping, shipping results and metrics) adds to each.
+`StandaloneEvaluator` and by `RayEvaluator` with one worker; the difference of the seconds per
+candidate is what Ray (the trial actor's start, shared by all candidates of a search, Tune's
+trial bookkeeping, shipping results and metrics) adds to each.
 
-    .venv/bin/python bench/ray_scaling.py [--candidates 8] [--rounds 2] [--no-docs]
+    .venv/bin/python bench/ray_scaling.py [--candidates 12] [--rounds 2] [--no-docs]
 
 Prints one JSON object on stdout and rewrites the "Ray workers" section of docs/benchmarks.md.
 """
@@ -58,21 +58,20 @@ def genotypes(config: SearchConfig, count: int) -> list:
 
 
 def time_ray(config: SearchConfig, candidates: list, rounds: int) -> list[float]:
-    """Seconds for one `RayEvaluator` to train every candidate, `rounds` times, after a warm-up
-    candidate per worker (the trial actors start and import torch once per search)."""
-    evaluator = RayEvaluator(config, open_dataset(config))
-    try:
-        evaluator.evaluate(candidates[:config.workers.max_concurrent])
-        timings = []
-        for _ in range(rounds):
-            started = time.perf_counter()
+    """Seconds for a new `RayEvaluator` (a new search) to train every candidate, `rounds` times:
+    the trial actors' start (a process importing torch) is part of what a search pays."""
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        evaluator = RayEvaluator(config, open_dataset(config))
+        try:
             results = evaluator.evaluate(candidates)
-            timings.append(time.perf_counter() - started)
-            failed = [result.error for result in results if result.state != "COMPLETE"]
-            if failed:
-                raise RuntimeError(f"candidates failed: {failed}")
-    finally:
-        evaluator.close()
+        finally:
+            evaluator.close()
+        timings.append(time.perf_counter() - started)
+        failed = [result.error for result in results if result.state != "COMPLETE"]
+        if failed:
+            raise RuntimeError(f"candidates failed: {failed}")
     return timings
 
 
@@ -87,12 +86,13 @@ def time_in_process(config: SearchConfig, candidates: list) -> float:
 def measure_scaling(args: argparse.Namespace) -> dict:
     configs = {workers: search_config(workers, 8, args.epochs, args.limit) for workers in (1, 2)}
     candidates = genotypes(configs[1], args.candidates)
-    per_minute: dict[int, list[float]] = {}
-    for workers in (1, 2):
-        timings = time_ray(configs[workers], candidates, args.rounds)
-        per_minute[workers] = [len(candidates) / seconds * 60 for seconds in timings]
-        print(f"scaling: {workers} worker(s) {per_minute[workers]} per minute", file=sys.stderr,
-              flush=True)
+    per_minute: dict[int, list[float]] = {1: [], 2: []}
+    for round_index in range(args.rounds):
+        for workers in (1, 2) if round_index % 2 == 0 else (2, 1):
+            [seconds] = time_ray(configs[workers], candidates, 1)
+            per_minute[workers].append(len(candidates) / seconds * 60)
+            print(f"scaling round {round_index + 1}: {workers} worker(s) "
+                  f"{per_minute[workers][-1]:.1f}/min", file=sys.stderr, flush=True)
     medians = {workers: statistics.median(values) for workers, values in per_minute.items()}
     return {
         "candidates": len(candidates), "epochs": args.epochs, "limit": args.limit,
@@ -150,7 +150,7 @@ def render(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--candidates", type=int, default=8, help="candidates per measurement")
+    parser.add_argument("--candidates", type=int, default=12, help="candidates per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="repeats of each measurement")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per scaling candidate")
     parser.add_argument("--limit", type=int, default=1000, help="digits images for scaling")

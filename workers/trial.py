@@ -9,7 +9,8 @@ retries are for workers that die.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import os
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,10 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
 
     config = SearchConfig.model_validate(search_config)
     torch.set_num_threads(max(1, int(config.workers.cpus_per_trial)))
+    device = trial_device()
     evaluator = StandaloneEvaluator(
         config, data if data is not None else open_dataset(config),
-        Path(weights_dir) if weights_dir else None, device=trial_device(),
+        Path(weights_dir) if weights_dir else None, device=device,
     )
     genotype = Genotype.from_json(trial_config["genotype"])
     shared = {"params": _params(evaluator, genotype)}
@@ -54,6 +56,8 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
             tune.report(asdict(metrics) | shared)
 
     evaluation = evaluator.evaluate_one(genotype, on_epoch=report_epoch)
+    where = {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "device": str(device)}
+    evaluation = replace(evaluation, metrics=evaluation.metrics | {"worker": where})
     tune.report(final_report(evaluation) | shared)
 
 
