@@ -62,6 +62,21 @@ def test_workers_need_standalone_candidates():
         parse_config({"evaluator": {"name": "enas"}, "workers": {}})
 
 
+def test_small_in_memory_datasets_travel_by_object_store_others_by_path(tmp_path):
+    from PIL import Image
+
+    from workers.datasets import shared_data
+
+    digits = tiny()
+    assert shared_data(digits, open_dataset(digits)) is not None
+    for name, color in (("ants", (200, 0, 0)), ("bees", (0, 0, 200))):
+        (tmp_path / name).mkdir()
+        for index in range(4):
+            Image.new("RGB", (20, 20), color).save(tmp_path / name / f"{index}.png")
+    folder = tiny(dataset={"name": "imagefolder", "path": str(tmp_path), "input_size": 16})
+    assert shared_data(folder, open_dataset(folder)) is None  # workers read it from the path
+
+
 @pytest.mark.slow
 def test_a_search_on_two_workers_records_every_candidate(local_ray, store, tmp_path,
                                                          monkeypatch):

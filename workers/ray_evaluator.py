@@ -9,6 +9,11 @@ ended trial into an `Evaluation`:
 - the scheduler (ASHA) stopped it before its last epoch -> PRUNED with its last metrics, the
   reward computed from its last validation accuracy (the strategy learns it was weak);
 - its worker died more than `retries` times (Tune's `FailureConfig`) -> FAIL with the error.
+
+Trial actors are reused (`reuse_actors`): torch is imported once per worker, not per candidate.
+Tune keeps one idle actor when no trial waits; when candidates train faster than a new actor
+starts (tiny ones on a loaded machine), later trials may keep taking that one actor and run
+one at a time. Candidates that train for longer than an actor's start-up are not affected.
 """
 
 from __future__ import annotations
