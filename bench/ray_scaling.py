@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ray.shutdown()
     report = {
-        "benchmark": "ray_scaling", "date": today(), "command": command_line(),
+        "benchmark": "ray_scaling", "date": today(),
+        "command": shlex.join([*command_line().split(" ")[:2], *sys.argv[1:]]),
         "machine": machine_info(), "ray": ray.__version__,
         "load_average_before": load_before, "load_average_after": load_average(),
         "seconds": round(time.perf_counter() - started, 1),

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -130,6 +131,25 @@ def test_failing_candidates_are_recorded_and_the_search_goes_on(local_ray, store
     assert record.status is SearchStatus.FINISHED and len(rows) == 3
     for row in rows:
         assert row.state is ArchitectureState.FAIL and "TrainingDiverged" in row.error
+
+
+@pytest.mark.slow
+def test_cancelling_a_search_on_ray_stops_its_trials(local_ray, store):
+    config = tiny(evaluator={"epochs": 3, "batch_size": 32}, budget={"architectures": 20})
+    search_id = create_search(store, config).id
+
+    def cancel_after_the_first_candidate():
+        while not store.count_architectures(search_id, state=ArchitectureState.COMPLETE):
+            time.sleep(0.1)
+        store.set_status(search_id, SearchStatus.CANCELLED)
+
+    canceller = threading.Thread(target=cancel_after_the_first_candidate, daemon=True)
+    canceller.start()
+    record = run_search(store, search_id)
+    rows = store.architectures(search_id)
+    assert record.status is SearchStatus.CANCELLED and len(rows) < 20
+    assert {row.state for row in rows} <= FINAL
+    assert all("cancelled" in row.error for row in rows if row.state is ArchitectureState.FAIL)
 
 
 @pytest.mark.slow
