@@ -129,6 +129,30 @@ ENAS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class WorkersConfig(_Section):
+    """Standalone candidates trained on Ray (the `workers` package), `max_concurrent` at once.
+
+    Without this section candidates train in this process. `address` (or NAS_RAY_ADDRESS, which
+    wins) joins an existing cluster; without either Ray starts locally with what it finds.
+    """
+
+    max_concurrent: int = Field(2, ge=1, description="candidates training at once")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved per candidate")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per candidate; fractions share one")
+    retries: int = Field(2, ge=0, description="re-runs of a candidate whose worker died")
+    early_stopping: Literal["none", "asha"] = "none"
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a candidate can stop")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep the best 1/factor")
+    address: str | None = Field(None, min_length=1, description="Ray cluster to join")
+
+    @model_validator(mode="after")
+    def _whole_gpus_or_a_fraction(self) -> WorkersConfig:
+        if self.gpus_per_trial > 1 and not self.gpus_per_trial.is_integer():
+            raise ValueError(f"gpus_per_trial: a fraction must be below 1 (got "
+                             f"{self.gpus_per_trial:g}); above 1 give whole GPUs")
+        return self
+
+
 class SearchConfig(_Section):
     name: str = Field("search", min_length=1, max_length=200)
     seed: int = 0
@@ -139,6 +163,7 @@ class SearchConfig(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    workers: WorkersConfig | None = Field(None, description="train candidates on Ray")
     samples_per_step: int = Field(4, ge=1, description="architectures asked and told per step")
     checkpoint_every: int | None = Field(
         None, ge=1, description="steps between checkpoints (default: every supernet epoch for "
@@ -148,12 +173,17 @@ class SearchConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _evaluator_defaults(cls, data: Any) -> Any:
-        """Fill the ENAS defaults into the sections an `enas` config leaves out."""
+        """The evaluator a config leaves unnamed is `enas`, or `standalone` when it has a
+        `workers` section; fill the ENAS defaults into the sections an `enas` config leaves out."""
         if not isinstance(data, dict):
             return data
         evaluator = data.get("evaluator")
-        name = evaluator.get("name", "enas") if isinstance(evaluator, dict) else "enas"
-        if name != "enas":
+        if evaluator is None:
+            evaluator = {}
+        if isinstance(evaluator, dict) and "name" not in evaluator:
+            default = "standalone" if data.get("workers") is not None else "enas"
+            data = data | {"evaluator": evaluator | {"name": default}}
+        if not isinstance(evaluator, dict) or data["evaluator"]["name"] != "enas":
             return data
         filled = dict(data)
         for section, defaults in ENAS_DEFAULTS.items():
@@ -169,6 +199,19 @@ class SearchConfig(_Section):
         if self.checkpoint_every is not None:
             return self.checkpoint_every
         return self.evaluator.steps_per_epoch if self.evaluator.name == "enas" else 1
+
+    @model_validator(mode="after")
+    def _workers_train_standalone_candidates(self) -> SearchConfig:
+        if self.workers is None:
+            return self
+        if self.evaluator.name != "standalone":
+            raise ValueError(f"workers: Ray trains standalone candidates; evaluator "
+                             f"{self.evaluator.name!r} runs in-process (drop workers)")
+        workers = self.workers
+        if workers.early_stopping == "asha" and workers.grace_period > self.evaluator.epochs:
+            raise ValueError(f"workers.grace_period ({self.workers.grace_period}) exceeds "
+                             f"evaluator.epochs ({self.evaluator.epochs})")
+        return self
 
     @model_validator(mode="after")
     def _strategy_accepts_options(self) -> SearchConfig:

@@ -23,7 +23,7 @@ import torch
 from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.strategies.synthetic import TokenMatchObjective
-from nas.train import TrainConfig, train_model
+from nas.train import EpochCallback, TrainConfig, train_model
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
 from searchspace.network import CellNetwork
@@ -77,6 +77,41 @@ class Evaluator(ABC):
         """Restore what `state_dict` returned."""
 
 
+class ConcurrentEvaluator(Evaluator):
+    """Runs up to `max_concurrent` candidates at once and hands each back as it finishes.
+
+    The search loop (`nas.concurrent_search`) submits candidates under keys of its choosing,
+    collects finished ones with `wait`, and tells the strategy as rewards come in, so a slow
+    candidate does not stall the others. Ray workers implement it (`workers.ray_evaluator`).
+    """
+
+    max_concurrent: int
+
+    @abstractmethod
+    def submit(self, key: int, genotype: Genotype) -> None:
+        """Start scoring `genotype`; its evaluation comes back from `wait` under `key`."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[tuple[int, Evaluation]]:
+        """Evaluations finished since the last call (blocks up to `timeout` s for the first)."""
+
+    @abstractmethod
+    def cancel(self) -> list[int]:
+        """Stop every running candidate; the keys of those that were still running."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release what the evaluator holds (workers, threads)."""
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
+        """All at once (`max_concurrent` at a time), returned in order."""
+        for key, genotype in enumerate(genotypes):
+            self.submit(key, genotype)
+        results: dict[int, Evaluation] = {}
+        while len(results) < len(genotypes):
+            results.update(self.wait(timeout=1.0))
+        return [results[key] for key in range(len(genotypes))]
+
+
 def measure_latency_ms(model: torch.nn.Module, input_shape: tuple[int, ...], repeats: int = 5
                        ) -> float:
     """Median milliseconds of one eval-mode forward pass of a single input."""
@@ -97,12 +132,14 @@ class StandaloneEvaluator(Evaluator):
 
     name = "standalone"
 
-    def __init__(self, config: SearchConfig, data: DataSplits, weights_dir: Path | None = None
-                 ) -> None:
-        """`weights_dir`: where each trained candidate's weights are kept (None: not kept)."""
+    def __init__(self, config: SearchConfig, data: DataSplits, weights_dir: Path | None = None,
+                 device: torch.device | None = None) -> None:
+        """`weights_dir`: where each trained candidate's weights are kept (None: not kept);
+        `device`: where candidates train (None: CUDA when available, else the CPU)."""
         self.config = config
         self.data = data
         self.weights_dir = weights_dir
+        self.device = device
         self.train_config = TrainConfig(
             epochs=config.evaluator.epochs,
             batch_size=config.evaluator.batch_size,
@@ -120,7 +157,10 @@ class StandaloneEvaluator(Evaluator):
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         return [self.evaluate_one(genotype) for genotype in genotypes]
 
-    def evaluate_one(self, genotype: Genotype) -> Evaluation:
+    def evaluate_one(self, genotype: Genotype, on_epoch: EpochCallback | None = None
+                     ) -> Evaluation:
+        """Train and score one candidate; `on_epoch` sees each epoch's metrics (returning True
+        stops training early)."""
         info = self.data.info
         input_shape = (info.in_channels, info.input_size, info.input_size)
         try:
@@ -129,7 +169,8 @@ class StandaloneEvaluator(Evaluator):
                 model = self.build(genotype)
             params = count_parameters(model)
             flops = count_flops(model, input_shape)
-            result = train_model(model, self.data, self.train_config)
+            result = train_model(model, self.data, self.train_config, device=self.device,
+                                 on_epoch=on_epoch)
             latency_ms = measure_latency_ms(model.cpu(), input_shape)
         except Exception as error:  # a failed candidate is recorded, the search goes on
             logger.warning("candidate %s failed: %s", genotype.id, error)
@@ -185,6 +226,10 @@ def create_evaluator(config: SearchConfig, data: DataSplits | None,
         return SyntheticEvaluator(config)
     if data is None:
         raise ValueError(f"evaluator {config.evaluator.name!r} needs a dataset")
+    if config.workers is not None:
+        from workers.ray_evaluator import RayEvaluator
+
+        return RayEvaluator(config, data, weights_dir)
     if config.evaluator.name == "enas":
         from nas.enas import EnasEvaluator
 

@@ -6,6 +6,8 @@ A checkpoint (strategy state, RNG states, step, elapsed seconds) is written ever
 `checkpoint_every` steps; resuming drops the rows recorded after the last checkpoint and
 continues, so a resumed run asks the same genotypes as an uninterrupted one with that seed.
 Cancellation (the search's status set to `cancelled`, or Ctrl-C) stops at the next step.
+Evaluators that train candidates concurrently (Ray workers) take the asynchronous path of
+`nas.concurrent_search` instead of the step loop below.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nas.config import SearchConfig
 from nas.data import load_dataset
-from nas.evaluators import Evaluation, Evaluator, create_evaluator
+from nas.evaluators import ConcurrentEvaluator, Evaluation, Evaluator, create_evaluator
 from nas.paths import weights_dir
 from nas.store import ArchitectureRecord, ArchitectureState, SearchRecord, SearchStatus, Store
 from nas.strategies import Strategy, create
@@ -48,6 +51,8 @@ class LoopState:
     step: int = 0
     architectures: int = 0
     elapsed_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What a loop keeps in its checkpoint besides the above (the concurrent loop's rows)."""
 
 
 def create_search(store: Store, config: SearchConfig) -> SearchRecord:
@@ -86,6 +91,12 @@ def run_search(
                     {"step": state.step, "architectures": state.architectures})
     started = time.perf_counter() - state.elapsed_seconds
     try:
+        if isinstance(evaluator, ConcurrentEvaluator):
+            from nas.concurrent_search import run_concurrent
+
+            if run_concurrent(store, search_id, config, strategy, evaluator, state, started,
+                              progress):
+                return store.get_search(search_id)
         while not _budget_spent(config, state):
             if store.get_search(search_id).status is SearchStatus.CANCELLED:
                 store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
@@ -181,9 +192,10 @@ def _finish(store: Store, architecture_id: int, evaluation: Evaluation) -> None:
 
 
 def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator,
-                state: LoopState) -> None:
+                state: LoopState, extra: dict[str, Any] | None = None) -> None:
     buffer = io.BytesIO()
     torch.save({
+        "extra": extra or {},
         "strategy": strategy.state_dict(),
         "evaluator": evaluator.state_dict(),
         "step": state.step,
@@ -210,4 +222,5 @@ def _restore(store: Store, search_id: str, strategy: Strategy, evaluator: Evalua
     if removed:
         store.add_event(search_id, "resumed", f"dropped {removed} architectures recorded after "
                         f"the checkpoint at step {payload['step']}")
-    return LoopState(payload["step"], payload["architectures"], payload["elapsed_seconds"])
+    return LoopState(payload["step"], payload["architectures"], payload["elapsed_seconds"],
+                     payload.get("extra", {}))

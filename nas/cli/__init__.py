@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 import os
 
-from nas.cli import export_commands, search_commands, train_commands  # noqa: F401  (they register commands)
+from nas.cli import (  # noqa: F401  (they register commands)
+    export_commands,
+    search_commands,
+    train_commands,
+    worker_commands,
+)
 from nas.cli.app import app
 
 

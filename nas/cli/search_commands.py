@@ -25,7 +25,7 @@ def _overrides(**flags: Any) -> dict[str, Any]:
         "budget_architectures": ("budget", "architectures"),
         "budget_seconds": ("budget", "seconds"), "candidate_epochs": ("evaluator", "epochs"),
         "cells": ("network", "cells"), "channels": ("network", "channels"),
-        "seed": ("seed",), "name": ("name",),
+        "seed": ("seed",), "name": ("name",), "workers": ("workers", "max_concurrent"),
     }
     overrides: dict[str, Any] = {}
     for flag, value in flags.items():
@@ -89,6 +89,9 @@ def search(
     channels: Annotated[int | None, typer.Option(help="initial channels (proxy)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     name: Annotated[str | None, typer.Option()] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="train standalone candidates on Ray, N at once (NAS_RAY_ADDRESS joins a cluster; "
+        "see `nas worker`)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="end with one JSON object")] = False,
 ) -> None:
     """Run a search; prints its id, a live progress bar, then the best architectures."""
@@ -98,18 +101,27 @@ def search(
             strategy=strategy, evaluator=evaluator, dataset=dataset, data_dir=data_dir,
             budget_architectures=budget_architectures, budget_seconds=budget_seconds,
             candidate_epochs=candidate_epochs, cells=cells, channels=channels, seed=seed,
-            name=name,
+            name=name, workers=workers,
         )
         if config_file is not None:
             config = load_config(config_file, overrides)
         else:
             config = parse_config(merge({}, overrides), source="options")
+        _join_ray(config)
         with Store() as store:
             record = create_search(store, config)
             if not as_json:
                 console.print(f"search [bold]{record.id}[/] ({config.name}) queued")
             record = _run_with_progress(store, record.id, config, quiet=as_json)
             _report(store, record, as_json)
+
+
+def _join_ray(config: SearchConfig) -> None:
+    """Start or join Ray before the search is queued, so an unreachable cluster fails first."""
+    if config.workers is not None:
+        from workers.cluster import connect
+
+        connect(config.workers.address)
 
 
 @app.command()
@@ -124,6 +136,7 @@ def resume(
         if record.status is SearchStatus.FINISHED:
             fail(f"search {search_id} already finished; nothing to resume")
         config = SearchConfig.model_validate(record.config)
+        _join_ray(config)
         record = _run_with_progress(store, search_id, config, quiet=as_json)
         _report(store, record, as_json)
 

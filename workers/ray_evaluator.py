@@ -1,0 +1,255 @@
+"""`RayEvaluator`: standalone candidates trained as Ray Tune trials, handed back as each ends.
+
+One Tune experiment runs in a background thread for the evaluator's lifetime. Its searcher
+(`QueueSearcher`) hands Tune the candidates the search loop submitted; a callback turns every
+ended trial into an `Evaluation`:
+
+- the trial reported its evaluation (its last epoch) -> that evaluation (COMPLETE, or FAIL when
+  the candidate itself failed: no retry for a deterministic error);
+- the scheduler (ASHA) stopped it before its last epoch -> PRUNED with its last metrics, the
+  reward computed from its last validation accuracy (the strategy learns it was weak);
+- its worker died more than `retries` times (Tune's `FailureConfig`) -> FAIL with the error.
+
+Trial actors are reused (`reuse_actors`): torch is imported once per worker, not per candidate.
+Tune keeps one idle actor when no trial waits; when candidates train faster than a new actor
+starts (tiny ones on a loaded machine), later trials may keep taking that one actor and run
+one at a time. Candidates that train for longer than an actor's start-up are not affected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/TensorBoard
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment tables on stdout
+
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
+
+from nas.config import SearchConfig  # noqa: E402
+from nas.data import DataSplits  # noqa: E402
+from nas.evaluators import ConcurrentEvaluator, Evaluation  # noqa: E402
+from searchspace.genotype import Genotype  # noqa: E402
+from workers.cluster import connect  # noqa: E402
+from workers.datasets import shared_data  # noqa: E402
+from workers.trial import evaluation_from, train_candidate  # noqa: E402
+
+logger = logging.getLogger(__name__)
+METRIC = "val_accuracy"
+_CHANNELS: dict[str, Channel] = {}
+
+
+class Channel:
+    """The queues and flags the search loop shares with Tune's thread.
+
+    Tune pickles its searcher, stopper and callbacks into its experiment state; a channel
+    pickles as its id and unpickles as the same live object in this process.
+    """
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.submissions: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+        self.closed, self.cancelled = threading.Event(), threading.Event()
+        _CHANNELS[self.id] = self
+
+    def __reduce__(self) -> tuple:
+        return _channel, (self.id,)
+
+    def drop(self) -> None:
+        _CHANNELS.pop(self.id, None)
+
+
+def _channel(channel_id: str) -> Channel:
+    return _CHANNELS[channel_id]
+
+
+class QueueSearcher(Searcher):
+    """Suggests the candidates submitted to the channel, in order; FINISHED once it is closed."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(metric=METRIC, mode="max")
+        self.channel = channel
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
+                              **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.channel.closed.is_set():
+            return Searcher.FINISHED
+        try:
+            return self.channel.submissions.get_nowait()
+        except queue.Empty:
+            return None  # Tune asks again shortly
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        """Results reach the search loop through `ResultCollector`."""
+
+
+class ResultCollector(tune.Callback):
+    """Puts `(key, Evaluation)` in the channel's results as each trial ends."""
+
+    def __init__(self, channel: Channel, config: SearchConfig) -> None:
+        self.channel, self.config = channel, config
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = dict(trial.last_result or {})
+        evaluation = evaluation_from(result) or self._pruned(result)
+        metrics = evaluation.metrics | {"worker_failures": trial.num_failures}
+        self.channel.results.put((trial.config["key"], replace(evaluation, metrics=metrics)))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        failures = trial.num_failures
+        error = _error_text(trial) or "the trial failed without an error message"
+        self.channel.results.put((trial.config["key"], Evaluation(
+            state="FAIL", error=f"failed {failures} time(s) (retries: "
+            f"{self.config.workers.retries}): {error}",
+            metrics={"last_result": _plain(trial.last_result or {})})))
+
+    def _pruned(self, result: dict[str, Any]) -> Evaluation:
+        accuracy = result.get(METRIC)
+        params = result.get("params")
+        reward = None
+        if accuracy is not None and params is not None:
+            reward = self.config.objective.reward(accuracy, params)
+        return Evaluation(state="PRUNED", reward=reward, accuracy=accuracy, params=params,
+                          metrics={"stopped_at_epoch": result.get("epoch"),
+                                   "last_result": _plain(result)})
+
+
+class StopWhenCancelled(tune.Stopper):
+    """Stops every trial (and the experiment) once the channel is cancelled."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.channel.cancelled.is_set()
+
+    def stop_all(self) -> bool:
+        return self.channel.cancelled.is_set()
+
+
+class RayEvaluator(ConcurrentEvaluator):
+    """Trains each submitted genotype as one Tune trial with the config's resources."""
+
+    name = "standalone"
+
+    def __init__(self, config: SearchConfig, data: DataSplits | None,
+                 weights_dir: Path | None = None) -> None:
+        if config.workers is None:
+            raise ValueError("RayEvaluator needs the config's workers section")
+        self.config, self.workers = config, config.workers
+        self.max_concurrent = config.workers.max_concurrent
+        connect(config.workers.address)
+        self._channel = Channel()
+        self._running: set[int] = set()
+        self._storage = tempfile.mkdtemp(prefix="nas-tune-")
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._fit, args=(self._tuner(data, weights_dir),), name="nas-tune",
+            daemon=True)
+        self._thread.start()
+
+    def submit(self, key: int, genotype: Genotype) -> None:
+        self._running.add(key)
+        self._channel.submissions.put({"key": key, "genotype": genotype.to_json()})
+
+    def wait(self, timeout: float) -> list[tuple[int, Evaluation]]:
+        finished = []
+        try:
+            finished.append(self._channel.results.get(timeout=timeout))
+            while True:
+                finished.append(self._channel.results.get_nowait())
+        except queue.Empty:
+            pass
+        if not finished and not self._thread.is_alive():
+            raise RuntimeError(f"the Ray Tune experiment stopped: {self._error!r}")
+        for key, _ in finished:
+            self._running.discard(key)
+        return finished
+
+    def cancel(self) -> list[int]:
+        stopped = sorted(self._running)
+        self._channel.cancelled.set()
+        self.close()
+        return stopped
+
+    def close(self) -> None:
+        self._channel.closed.set()
+        if self._running:
+            self._channel.cancelled.set()  # closing with trials in flight (the loop failed)
+        self._thread.join(timeout=60)
+        self._channel.drop()
+        shutil.rmtree(self._storage, ignore_errors=True)
+
+    def _tuner(self, data: DataSplits | None, weights_dir: Path | None) -> tune.Tuner:
+        workers, epochs = self.workers, self.config.evaluator.epochs
+        search_config = self.config.model_dump(mode="json")
+        if self.config.dataset.path:  # trials run in their own folders: no relative paths
+            search_config["dataset"]["path"] = str(Path(self.config.dataset.path).resolve())
+        trainable = tune.with_parameters(
+            train_candidate, search_config=search_config,
+            data=shared_data(self.config, data),
+            weights_dir=str(weights_dir.resolve()) if weights_dir else None)
+        resources = {"cpu": workers.cpus_per_trial, "gpu": workers.gpus_per_trial}
+        scheduler = FIFOScheduler()
+        if workers.early_stopping == "asha":
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                                      grace_period=workers.grace_period,
+                                      reduction_factor=workers.reduction_factor)
+        return tune.Tuner(
+            tune.with_resources(trainable, resources),
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode="max", search_alg=QueueSearcher(self._channel),
+                scheduler=scheduler, num_samples=-1, max_concurrent_trials=self.max_concurrent,
+                reuse_actors=True, trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(
+                name="candidates", storage_path=self._storage, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=workers.retries),
+                stop=StopWhenCancelled(self._channel),
+                callbacks=[ResultCollector(self._channel, self.config)]),
+        )
+
+    def _fit(self, tuner: tune.Tuner) -> None:
+        try:
+            # Tune logs the per-trial files it is told not to write as missing: keep it quiet.
+            logging.getLogger("ray.tune").setLevel(logging.ERROR)
+            tuner.fit()
+        except BaseException as error:  # reported by `wait`
+            self._error = error
+            logger.exception("the Ray Tune experiment failed")
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"candidate_{trial.config['key']}_{trial.trial_id}"
+
+
+def _error_text(trial: Any) -> str:
+    """The last line of a trial's error (the exception), without Ray's traceback."""
+    try:
+        error = trial.get_error()
+    except Exception:  # the error file may be gone with its node
+        error = None
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    interesting = [line for line in lines if "Error" in line or "died" in line]
+    return (interesting or lines or [""])[-1][:2000]
+
+
+def _plain(result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a Tune result (JSON-safe for the store)."""
+    return {key: value for key, value in result.items()
+            if isinstance(value, int | float | str | bool) and key != "evaluation"}
+
