@@ -144,7 +144,8 @@ def test_standalone_search_trains_candidates_on_real_data(store, tmp_path, monke
     monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
     config = parse_config({
         "strategy": {"name": "random"}, "dataset": {"name": "synthetic", "limit": 96},
-        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 32}, "network": {"cells": 1, "channels": 4},
+        "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 32},
+        "network": {"cells": 1, "channels": 4},
         "space": {"blocks": 2}, "budget": {"architectures": 2}, "samples_per_step": 2,
         "objective": {"params_target": 20000},
     })
