@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nas search --name demo --strategy reinforce --dataset digits --budget-architectures 12
+	$(BIN)/nas search --name demo --evaluator enas --strategy reinforce --dataset digits
 	$(BIN)/nas export best -o best_architecture.py
 
 test: $(STAMP)

@@ -7,6 +7,7 @@ from nas.config import parse_config
 from nas.enas import EnasEvaluator, batch_statistics
 from nas.search import best_architectures, create_search, open_dataset, run_search
 from nas.store import ArchitectureState, SearchStatus
+from searchspace.spaces import ENAS_OPS
 
 
 def _config(**overrides):
@@ -74,3 +75,31 @@ def test_scoring_leaves_batch_norm_running_statistics_alone():
     assert evaluator.supernet.training
     with batch_statistics(evaluator.supernet):
         assert not evaluator.supernet.stem.training
+
+
+def test_controller_reward_rises_over_a_short_search_on_digits(store):
+    """The real default path (ENAS ops, Adam, uniform warm-up, controller-sampled epochs) on
+    digits: the candidates of the last supernet epoch score higher than those of the first."""
+    config = parse_config({
+        "seed": 0, "evaluator": {"warmup_epochs": 10}, "budget": {"architectures": 160},
+        "dataset": {"name": "digits"},
+    })
+    assert config.evaluator.name == "enas" and config.strategy.name == "reinforce"
+    record = run_search(store, create_search(store, config).id)
+    by_epoch = {}
+    for row in store.architectures(record.id, role="candidate"):
+        by_epoch.setdefault(row.metrics["supernet_epochs"], []).append(row.reward)
+    first, last = by_epoch[min(by_epoch)], by_epoch[max(by_epoch)]
+    assert len(by_epoch) == 8 and len(first) == len(last) == 20
+    assert sum(last) / len(last) > sum(first) / len(first) + 0.1
+
+
+def test_config_without_an_evaluator_is_an_enas_search_with_its_defaults():
+    config = parse_config({})
+    assert config.evaluator.name == "enas"
+    assert tuple(config.space.ops) == ENAS_OPS and config.network.channels == 16
+    assert config.budget.architectures == 400
+    explicit = parse_config({"space": {"ops": ["identity", "conv_3x3"]}, "budget": {"seconds": 9}})
+    assert explicit.space.ops == ["identity", "conv_3x3"] and explicit.space.blocks == 5
+    assert (explicit.budget.architectures, explicit.budget.seconds) == (20, 9)
+    assert parse_config({"evaluator": {"name": "standalone"}}).network.channels == 8
