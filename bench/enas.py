@@ -1,0 +1,344 @@
+"""ENAS against training every candidate, on the peers' configuration (`../shared/PEERS.md`).
+
+CIFAR-10 subset (`../shared/data/cifar10-subset`, 1,000 images held out for validation), batch
+64, 2 threads, ENAS's five ops, 5 blocks, width 16, 2 normal cells per stage (8 cells):
+
+1. cost per scored candidate: ENAS scoring (shared weights, one validation batch) versus the
+   standalone evaluator training the same candidate from scratch with its proxy budget;
+2. supernet overhead: a training step of the supernet on a sampled path versus the same
+   genotype built as a standalone network, same batch (interleaved), and the peak memory of
+   each (RSS of a fresh process that runs only that);
+3. search quality: an ENAS search (`--search-seconds`), then the derived best cell, random
+   cells, resnet20 and mobilenet_v2 each trained from scratch with the same budget and seed;
+4. ranking fidelity on digits: Kendall's tau between each candidate's shared-weight reward
+   (one validation batch, as during the search; and re-scored on the whole validation split)
+   and its accuracy after standalone proxy training.
+
+    .venv/bin/python bench/enas.py [--search-seconds 600] [--train-epochs 4] [--random-cells 3]
+        [--rank-candidates 12] [--no-docs]
+
+Prints one JSON object and rewrites the "ENAS" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from _common import (
+    ROOT,
+    command_line,
+    machine_info,
+    markdown_table,
+    set_threads,
+    today,
+    write_section,
+)
+
+from nas.config import SearchConfig, parse_config
+from nas.enas import EnasEvaluator
+from nas.evaluators import StandaloneEvaluator
+from nas.search import create_search, open_dataset, run_search
+from nas.store import Store
+from nas.train import TrainConfig, train_model
+from searchspace.complexity import count_flops, count_parameters
+from searchspace.network import CellNetwork
+from searchspace.supernet import Supernet, extract_network
+from searchspace.zoo import create_network
+
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
+VALID_FRACTION = 1000 / 5085  # the peers' split: 1,000 validation images
+NNI = {"step_s": 0.83, "score_s": 0.39, "peak_rss_gib": 2.3, "accuracy_after_335s": "15-25%"}
+
+
+def cifar_config(**overrides) -> SearchConfig:
+    data = {
+        "name": "bench-enas", "seed": 0,
+        "dataset": {"name": "cifar10", "path": str(CIFAR), "valid_fraction": VALID_FRACTION},
+        "network": {"cells": 2, "channels": 16},
+    }
+    data.update(overrides)
+    return parse_config(data)
+
+
+def kendall_tau(xs: list[float], ys: list[float]) -> float:
+    """Kendall's tau-b (ties in either list count as neither concordant nor discordant)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(xs)):
+        for j in range(i + 1, len(xs)):
+            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    pairs = (concordant + discordant + ties_x) * (concordant + discordant + ties_y)
+    return (concordant - discordant) / pairs ** 0.5 if pairs else 0.0
+
+
+def step_overhead(config: SearchConfig, genotypes: int, repeats: int) -> dict:
+    """Median step time of the supernet on a path and of that path's standalone network."""
+    data = open_dataset(config)
+    images, labels = next(iter(data.train_loader(64, seed=0)))
+    images = images.contiguous(memory_format=torch.channels_last)
+    space = config.space.build()
+    supernet = Supernet(space, num_classes=10, cells=2, channels=16).to(
+        memory_format=torch.channels_last)
+    ratios, supernet_times, child_times = [], [], []
+    for genotype in (space.sample(random.Random(seed)) for seed in range(genotypes)):
+        child = extract_network(supernet, genotype).to(memory_format=torch.channels_last)
+        runs = {"supernet": (supernet, lambda x, g=genotype: supernet(x, g)),
+                "child": (child, child)}
+        optimizers = {name: torch.optim.Adam(model.parameters(), 1e-3)
+                      for name, (model, _) in runs.items()}
+        times = {"supernet": [], "child": []}
+        for repeat in range(repeats + 1):
+            for name, (model, forward) in runs.items():  # interleaved
+                model.train()
+                started = time.perf_counter()
+                optimizers[name].zero_grad(set_to_none=True)
+                F.cross_entropy(forward(images), labels).backward()
+                optimizers[name].step()
+                if repeat:  # the first is a warm-up
+                    times[name].append(time.perf_counter() - started)
+        supernet_s = statistics.median(times["supernet"])
+        child_s = statistics.median(times["child"])
+        supernet_times.append(supernet_s)
+        child_times.append(child_s)
+        ratios.append(supernet_s / child_s)
+    return {"supernet_step_s": statistics.median(supernet_times),
+            "child_step_s": statistics.median(child_times),
+            "ratio": statistics.median(ratios), "ratios": ratios}
+
+
+MEMORY_PROBE = """
+import random, resource, sys, torch, torch.nn.functional as F
+sys.path.insert(0, {root!r})
+torch.set_num_threads(2)
+from searchspace.spaces import SearchSpace, ENAS_OPS
+from searchspace.supernet import Supernet, extract_network
+space = SearchSpace(ops=ENAS_OPS, blocks=5)
+torch.manual_seed(0)
+model = Supernet(space, num_classes=10, cells=2, channels=16)
+genotype = space.sample(random.Random(0))
+if {kind!r} == "child":
+    model = extract_network(model, genotype)
+    forward = model
+else:
+    forward = lambda x: model(x, space.sample(random.Random(torch.randint(0, 10**6, ()).item())))
+model = model.to(memory_format=torch.channels_last)
+optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(8):
+    x = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    optimizer.zero_grad()
+    F.cross_entropy(forward(x), torch.randint(0, 10, (64,))).backward()
+    optimizer.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before)
+"""
+
+
+def peak_memory_mib(kind: str) -> dict:
+    """Peak RSS of a fresh process training `kind` (supernet on sampled paths, or a child)."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE.format(root=str(ROOT), kind=kind)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    peak, before = (int(value) / 1024 for value in out)
+    return {"peak_rss_mib": round(peak, 1), "after_imports_mib": round(before, 1)}
+
+
+def cost_per_candidate(config: SearchConfig, candidates: int) -> dict:
+    """Seconds to score a candidate under shared weights vs to train it standalone."""
+    data = open_dataset(config)
+    enas = EnasEvaluator(config, data, controller_sampling=False)
+    space = config.space.build()
+    genotypes = [space.sample(random.Random(100 + seed)) for seed in range(candidates)]
+    enas.evaluate(genotypes[:1])  # warm-up
+    started = time.perf_counter()
+    enas.evaluate(genotypes)
+    enas_s = (time.perf_counter() - started) / candidates
+    standalone_config = config.model_copy(update={
+        "evaluator": config.evaluator.model_copy(update={"name": "standalone"})})
+    standalone = StandaloneEvaluator(standalone_config, data)
+    started = time.perf_counter()
+    evaluation = standalone.evaluate_one(genotypes[0])
+    standalone_s = time.perf_counter() - started
+    return {"enas_score_s": enas_s, "standalone_train_s": standalone_s,
+            "ratio": standalone_s / enas_s, "proxy_epochs": config.evaluator.epochs,
+            "standalone_state": evaluation.state}
+
+
+def shared_weight_curve(store: Store, search_id: str) -> list[dict]:
+    """Mean shared-weight reward of the candidates of each supernet epoch."""
+    by_epoch: dict[int, list[float]] = {}
+    for row in store.architectures(search_id, role="candidate"):
+        by_epoch.setdefault(row.metrics["supernet_epochs"], []).append(row.reward)
+    return [{"epoch": epoch, "mean_reward": statistics.mean(rewards), "candidates": len(rewards)}
+            for epoch, rewards in sorted(by_epoch.items())]
+
+
+def train_from_scratch(model: torch.nn.Module, data, epochs: int) -> tuple[float, float]:
+    config = TrainConfig(epochs=epochs, batch_size=64, learning_rate=0.05, seed=0, cutout=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        result = train_model(model, data, config)
+    return result.history[-1].val_accuracy, result.seconds
+
+
+def search_quality(store: Store, search_seconds: float, train_epochs: int, random_cells: int
+                   ) -> dict:
+    """An ENAS search on CIFAR, then the derived cell vs random cells vs the zoo, retrained."""
+    # 4 uniform warm-up epochs, then 8 controller epochs of 5 steps x 4 candidates; the time
+    # budget caps it (the learning rate anneals over the 12 planned epochs).
+    config = cifar_config(budget={"architectures": 160, "seconds": search_seconds},
+                          evaluator={"name": "enas", "warmup_epochs": 4})
+    started = time.perf_counter()
+    record = run_search(store, create_search(store, config).id)
+    search_s = time.perf_counter() - started
+    derived = store.architectures(record.id, role="derived", order="reward")
+    data = open_dataset(config)
+    info = data.info
+    shape = (info.in_channels, info.input_size, info.input_size)
+    space = config.space.build()
+    contenders = [("ENAS derived best", derived[0].genotype)]
+    contenders += [(f"random cell {seed}", space.sample(random.Random(1000 + seed)))
+                   for seed in range(random_cells)]
+    rows = []
+    for label, genotype in contenders:
+        torch.manual_seed(0)
+        network = CellNetwork(genotype, num_classes=10, cells=2, channels=16)
+        accuracy, seconds = train_from_scratch(network, data, train_epochs)
+        rows.append({"network": label, "genotype": genotype.id, "accuracy": accuracy,
+                     "params": count_parameters(network), "flops": count_flops(network, shape),
+                     "train_s": seconds})
+    for name in ("resnet20", "mobilenet_v2"):
+        torch.manual_seed(0)
+        network = create_network(name, num_classes=10, input_size=32, in_channels=3)
+        accuracy, seconds = train_from_scratch(network, data, train_epochs)
+        rows.append({"network": name, "genotype": None, "accuracy": accuracy,
+                     "params": count_parameters(network), "flops": count_flops(network, shape),
+                     "train_s": seconds})
+    random_accuracies = [row["accuracy"] for row in rows if row["network"].startswith("random")]
+    curve = shared_weight_curve(store, record.id)
+    return {"search_s": search_s, "supernet_epochs": curve[-1]["epoch"] if curve else 0,
+            "candidates": store.count_architectures(record.id, role="candidate"),
+            "curve": curve, "derived_reward": derived[0].reward, "rows": rows,
+            "median_random": statistics.median(random_accuracies),
+            "beats_median_random": rows[0]["accuracy"] > statistics.median(random_accuracies)}
+
+
+def ranking_fidelity(store: Store, candidates: int) -> dict:
+    """Kendall's tau on digits between shared-weight rewards and standalone accuracies."""
+    config = parse_config({"name": "bench-rank", "seed": 0, "dataset": {"name": "digits"},
+                           "strategy": {"name": "random"}})
+    data = open_dataset(config)
+    enas = EnasEvaluator(config, data, controller_sampling=False)
+    record = run_search(store, create_search(store, config).id, evaluator=enas)
+    rows = store.architectures(record.id, role="candidate", order="step")
+    last = rows[-candidates:]  # scored under the final shared weights' last epoch
+    genotypes = [row.genotype for row in last]
+    one_batch = [row.reward for row in last]
+    whole_split = enas.accuracies(genotypes, [list(data.valid_loader(512))] * len(genotypes))
+    standalone_config = config.model_copy(update={
+        "evaluator": config.evaluator.model_copy(update={"name": "standalone"}),
+        "network": config.network.model_copy(update={"channels": 16})})
+    standalone = StandaloneEvaluator(standalone_config, data)
+    trained = [standalone.evaluate_one(genotype).accuracy for genotype in genotypes]
+    return {"candidates": len(genotypes), "one_batch_rewards": one_batch,
+            "whole_split_rewards": whole_split, "standalone_accuracies": trained,
+            "tau_one_batch": kendall_tau(one_batch, trained),
+            "tau_whole_split": kendall_tau(whole_split, trained)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--search-seconds", type=float, default=600)
+    parser.add_argument("--train-epochs", type=int, default=4)
+    parser.add_argument("--random-cells", type=int, default=3)
+    parser.add_argument("--rank-candidates", type=int, default=12)
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    set_threads(2)
+    if not CIFAR.exists():
+        sys.exit(f"bench/enas.py needs {CIFAR} (the peers' data)")
+    config = cifar_config()
+    result = {"machine": machine_info(), "command": command_line(), "date": today(), "nni": NNI}
+    result["cost"] = cost_per_candidate(config, candidates=20)
+    result["step"] = step_overhead(config, genotypes=4, repeats=3)
+    result["memory"] = {kind: peak_memory_mib(kind) for kind in ("supernet", "child")}
+    with tempfile.TemporaryDirectory() as home, Store(f"sqlite:///{home}/bench.db") as store:
+        result["quality"] = search_quality(store, args.search_seconds, args.train_epochs,
+                                           args.random_cells)
+        result["ranking"] = ranking_fidelity(store, args.rank_candidates)
+    print(json.dumps(result, indent=2))
+    if not args.no_docs:
+        write_section("ENAS (bench/enas.py)", render(result))
+
+
+def render(result: dict) -> str:
+    cost, step, memory = result["cost"], result["step"], result["memory"]
+    quality, ranking = result["quality"], result["ranking"]
+    lines = [
+        f"{result['date']}, `{result['command']}`, load average "
+        f"{result['machine']['load_average']}, {result['machine']['threads']} threads. "
+        "CIFAR-10 subset with 1,000 validation images, batch 64, ENAS's five ops, 5 blocks, "
+        "width 16, 8 cells: the configuration NNI was measured on (`../shared/PEERS.md`).",
+        "",
+        markdown_table(["figure", "ours", "NNI 3.0 ENAS", "target"], [
+            ["score one candidate (one validation batch)", f"{cost['enas_score_s']:.3f} s",
+             f"{NNI['score_s']} s", "-"],
+            [f"train it standalone ({cost['proxy_epochs']} proxy epochs)",
+             f"{cost['standalone_train_s']:.1f} s", "-", "-"],
+            ["cost ratio standalone / ENAS", f"{cost['ratio']:.0f}x", "-", ">= 1000x"],
+            ["supernet training step on a sampled path", f"{step['supernet_step_s']:.3f} s",
+             f"{NNI['step_s']} s", "<= 0.41 s (half NNI)"],
+            ["same genotype as a standalone network", f"{step['child_step_s']:.3f} s", "-", "-"],
+            ["supernet / standalone step", f"{step['ratio']:.2f}x", "-", "<= 1.15x"],
+            ["peak RSS, supernet training",
+             f"{memory['supernet']['peak_rss_mib']:.0f} MiB", f"{NNI['peak_rss_gib']} GiB",
+             "< 1 GiB"],
+            ["peak RSS, standalone network training",
+             f"{memory['child']['peak_rss_mib']:.0f} MiB", "-", "-"],
+        ], align="lrrr"),
+        "",
+        f"Search: {quality['search_s']:.0f} s, {quality['supernet_epochs']} supernet epochs, "
+        f"{quality['candidates']} candidates scored; mean shared-weight reward per epoch: "
+        + ", ".join(f"{point['mean_reward']:.2f}" for point in quality["curve"])
+        + f" (NNI after 335 s: {NNI['accuracy_after_335s']}). Derived best: "
+        f"{quality['derived_reward']:.3f} on the whole validation split under shared weights.",
+        "",
+        "Each network below trained from scratch with the same budget and seed "
+        f"({result['quality']['rows'][0]['train_s']:.0f} s for the derived cell):",
+        "",
+        markdown_table(["network", "val accuracy", "params", "mult-adds", "train s"], [
+            [row["network"], f"{row['accuracy']:.3f}", f"{row['params']:,}",
+             f"{row['flops']:,}", f"{row['train_s']:.0f}"] for row in quality["rows"]
+        ], align="lrrrr"),
+        "",
+        f"The derived cell {'beats' if quality['beats_median_random'] else 'does not beat'} "
+        f"the median random cell ({quality['median_random']:.3f}).",
+        "",
+        f"Ranking fidelity (digits, {ranking['candidates']} candidates of the last supernet "
+        "epoch of a default-sized search with uniformly sampled candidates, each also trained "
+        "standalone for the proxy budget): Kendall's tau "
+        f"{ranking['tau_one_batch']:.2f} with the search's one-batch reward (before), "
+        f"{ranking['tau_whole_split']:.2f} re-scored on the whole validation split (after; "
+        "what derivation does).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
