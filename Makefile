@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nas search --name demo --evaluator enas --strategy reinforce --dataset digits
+	$(BIN)/nas search --name demo --evaluator enas --strategy reinforce --dataset digits --retrain-top 1
 	$(BIN)/nas export best -o best_architecture.py
 
 test: $(STAMP)

@@ -15,7 +15,7 @@ CIFAR-10 subset (`../shared/data/cifar10-subset`, 1,000 images held out for vali
    and its accuracy after standalone proxy training.
 
     .venv/bin/python bench/enas.py [--search-seconds 600] [--train-epochs 4] [--random-cells 3]
-        [--rank-candidates 12] [--no-docs]
+        [--rank-candidates 12] [--no-docs] [--parts memory --previous LAST.json]
 
 Prints one JSON object and rewrites the "ENAS" section of docs/benchmarks.md.
 """
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,7 @@ from searchspace.zoo import create_network
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
 VALID_FRACTION = 1000 / 5085  # the peers' split: 1,000 validation images
+PARTS = ("cost", "step", "memory", "quality", "ranking")
 NNI = {"step_s": 0.83, "score_s": 0.39, "peak_rss_gib": 2.3, "accuracy_after_335s": "15-25%"}
 
 
@@ -125,7 +127,7 @@ def step_overhead(config: SearchConfig, genotypes: int, repeats: int) -> dict:
 
 
 MEMORY_PROBE = """
-import random, resource, sys, torch, torch.nn.functional as F
+import random, sys, torch, torch.nn.functional as F
 sys.path.insert(0, {root!r})
 torch.set_num_threads(2)
 from searchspace.spaces import SearchSpace, ENAS_OPS
@@ -141,18 +143,23 @@ else:
     forward = lambda x: model(x, space.sample(random.Random(torch.randint(0, 10**6, ()).item())))
 model = model.to(memory_format=torch.channels_last)
 optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def high_water_kib():  # VmHWM starts afresh at exec; ru_maxrss would carry the parent's
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+before = high_water_kib()
 for _ in range(8):
     x = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     optimizer.zero_grad()
     F.cross_entropy(forward(x), torch.randint(0, 10, (64,))).backward()
     optimizer.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before)
+print(high_water_kib(), before)
 """
 
 
 def peak_memory_mib(kind: str) -> dict:
-    """Peak RSS of a fresh process training `kind` (supernet on sampled paths, or a child)."""
+    """Peak RSS of a fresh process training `kind` (supernet on sampled paths, or a child),
+    and its RSS after importing torch and building the model."""
     out = subprocess.run([sys.executable, "-c", MEMORY_PROBE.format(root=str(ROOT), kind=kind)],
                          capture_output=True, text=True, check=True).stdout.split()
     peak, before = (int(value) / 1024 for value in out)
@@ -269,19 +276,33 @@ def main() -> None:
     parser.add_argument("--random-cells", type=int, default=3)
     parser.add_argument("--rank-candidates", type=int, default=12)
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS)} to measure")
+    parser.add_argument("--previous", type=Path,
+                        help="JSON of an earlier run whose other parts are kept")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS) or (parts != set(PARTS) and args.previous is None):
+        sys.exit(f"--parts: a subset of {','.join(PARTS)}; a subset needs --previous")
     set_threads(2)
     if not CIFAR.exists():
         sys.exit(f"bench/enas.py needs {CIFAR} (the peers' data)")
     config = cifar_config()
-    result = {"machine": machine_info(), "command": command_line(), "date": today(), "nni": NNI}
-    result["cost"] = cost_per_candidate(config, candidates=20)
-    result["step"] = step_overhead(config, genotypes=4, repeats=3)
-    result["memory"] = {kind: peak_memory_mib(kind) for kind in ("supernet", "child")}
+    result = json.loads(args.previous.read_text()) if args.previous else {}
+    result |= {"machine": machine_info(), "command": command_line(), "date": today(), "nni": NNI,
+               "measured_now": sorted(parts)}
+    if "cost" in parts:
+        result["cost"] = cost_per_candidate(config, candidates=20)
+    if "step" in parts:
+        result["step"] = step_overhead(config, genotypes=4, repeats=3)
+    if "memory" in parts:
+        result["memory"] = {kind: peak_memory_mib(kind) for kind in ("supernet", "child")}
     with tempfile.TemporaryDirectory() as home, Store(f"sqlite:///{home}/bench.db") as store:
-        result["quality"] = search_quality(store, args.search_seconds, args.train_epochs,
-                                           args.random_cells)
-        result["ranking"] = ranking_fidelity(store, args.rank_candidates)
+        if "quality" in parts:
+            result["quality"] = search_quality(store, args.search_seconds, args.train_epochs,
+                                               args.random_cells)
+        if "ranking" in parts:
+            result["ranking"] = ranking_fidelity(store, args.rank_candidates)
     print(json.dumps(result, indent=2))
     if not args.no_docs:
         write_section("ENAS (bench/enas.py)", render(result))
@@ -294,7 +315,12 @@ def render(result: dict) -> str:
         f"{result['date']}, `{result['command']}`, load average "
         f"{result['machine']['load_average']}, {result['machine']['threads']} threads. "
         "CIFAR-10 subset with 1,000 validation images, batch 64, ENAS's five ops, 5 blocks, "
-        "width 16, 8 cells: the configuration NNI was measured on (`../shared/PEERS.md`).",
+        "width 16, 8 cells: the configuration NNI was measured on (`../shared/PEERS.md`). "
+        + ("" if len(result["measured_now"]) == len(PARTS) else
+           f"This run measured {', '.join(result['measured_now'])}; the other figures are "
+           "kept from the previous full run (`--previous`). ")
+        + "Peak RSS is a fresh process's high-water mark while it trains only the network "
+        "(random batches, no dataset loaded); NNI's figure is its whole search process.",
         "",
         markdown_table(["figure", "ours", "NNI 3.0 ENAS", "target"], [
             ["score one candidate (one validation batch)", f"{cost['enas_score_s']:.3f} s",

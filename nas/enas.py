@@ -15,10 +15,12 @@ validation split and returns the best.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +29,7 @@ from torch import nn
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
-from nas.evaluators import Evaluation, Evaluator, Sampler
+from nas.evaluators import Evaluation, Evaluator, Sampler, StandaloneEvaluator
 from nas.train import TrainingDiverged
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
@@ -73,9 +75,11 @@ class EnasEvaluator(Evaluator):
 
     name = "enas"
 
-    def __init__(self, config: SearchConfig, data: DataSplits, *, controller_sampling: bool
-                 ) -> None:
+    def __init__(self, config: SearchConfig, data: DataSplits, *, controller_sampling: bool,
+                 weights_dir: Path | None = None) -> None:
+        """`weights_dir`: where the retrained derived cells keep their weights."""
         self.config = config
+        self.weights_dir = weights_dir
         self.options = config.evaluator
         self.data = data
         self.controller_sampling = controller_sampling
@@ -121,7 +125,8 @@ class EnasEvaluator(Evaluator):
 
     def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
         """Sample `derive_samples` candidates, score each on the whole validation split, keep
-        the best `derive_top` (with parameters, multiply-adds and the standalone network)."""
+        the best `derive_top` (with parameters, multiply-adds and the standalone network); the
+        best `retrain_top` of those are also trained from scratch as standalone candidates."""
         candidates = list(dict.fromkeys(sample(self.options.derive_samples)))
         whole_split = list(self.data.valid_loader(DERIVE_BATCH_SIZE))
         scores = self.accuracies(candidates, [whole_split] * len(candidates))
@@ -138,7 +143,21 @@ class EnasEvaluator(Evaluator):
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": info.valid_size,
                          "derived_from": len(candidates)},
             )))
-        return derived
+        return [(genotype, self.retrained(genotype, evaluation) if rank < self.options.retrain_top
+                 else evaluation) for rank, (genotype, evaluation) in enumerate(derived)]
+
+    def retrained(self, genotype: Genotype, derived: Evaluation) -> Evaluation:
+        """`derived` with the outcome of training `genotype` from scratch (the standalone
+        evaluator's proxy budget) under metrics["retrained"], and its weights for export."""
+        outcome = StandaloneEvaluator(self.config, self.data, self.weights_dir).evaluate_one(
+            genotype)
+        retrained = {"state": outcome.state, "accuracy": outcome.accuracy,
+                     "params": outcome.params, "flops": outcome.flops,
+                     "train_seconds": outcome.train_seconds, "error": outcome.error}
+        metrics = derived.metrics | {"retrained": retrained}
+        if "weights" in outcome.metrics:
+            metrics["weights"] = outcome.metrics["weights"]
+        return dataclasses.replace(derived, metrics=metrics, train_seconds=outcome.train_seconds)
 
     def state_dict(self) -> dict[str, Any]:
         return {

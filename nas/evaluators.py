@@ -233,6 +233,6 @@ def create_evaluator(config: SearchConfig, data: DataSplits | None,
     if config.evaluator.name == "enas":
         from nas.enas import EnasEvaluator
 
-        return EnasEvaluator(config, data,
+        return EnasEvaluator(config, data, weights_dir=weights_dir,
                              controller_sampling=config.strategy.name == "reinforce")
     return StandaloneEvaluator(config, data, weights_dir)

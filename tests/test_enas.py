@@ -5,6 +5,7 @@ import torch
 
 from nas.config import parse_config
 from nas.enas import EnasEvaluator, batch_statistics
+from nas.evaluators import StandaloneEvaluator
 from nas.search import best_architectures, create_search, open_dataset, run_search
 from nas.store import ArchitectureState, SearchStatus
 from searchspace.spaces import ENAS_OPS
@@ -103,3 +104,20 @@ def test_config_without_an_evaluator_is_an_enas_search_with_its_defaults():
     assert explicit.space.ops == ["identity", "conv_3x3"] and explicit.space.blocks == 5
     assert (explicit.budget.architectures, explicit.budget.seconds) == (20, 9)
     assert parse_config({"evaluator": {"name": "standalone"}}).network.channels == 8
+
+
+def test_retrained_derived_cell_keeps_weights_that_export_uses(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    config = _config(evaluator={
+        "name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
+        "derive_samples": 6, "derive_top": 2, "retrain_top": 1, "epochs": 1,
+    })
+    record = run_search(store, create_search(store, config).id)
+    first, second = best_architectures(store, record.id)
+    retrained = first.metrics["retrained"]
+    assert retrained["state"] == "COMPLETE" and 0 <= retrained["accuracy"] <= 1
+    assert retrained["train_seconds"] > 0 and first.train_seconds == retrained["train_seconds"]
+    assert "retrained" not in second.metrics and "weights" not in second.metrics
+    state = torch.load(first.metrics["weights"], weights_only=True)
+    network = StandaloneEvaluator(config, open_dataset(config)).build(first.genotype)
+    network.load_state_dict(state)  # the layout `nas export best` builds

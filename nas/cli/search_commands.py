@@ -25,6 +25,7 @@ def _overrides(**flags: Any) -> dict[str, Any]:
         "budget_architectures": ("budget", "architectures"),
         "budget_seconds": ("budget", "seconds"), "candidate_epochs": ("evaluator", "epochs"),
         "cells": ("network", "cells"), "channels": ("network", "channels"),
+        "retrain_top": ("evaluator", "retrain_top"),
         "seed": ("seed",), "name": ("name",), "workers": ("workers", "max_concurrent"),
     }
     overrides: dict[str, Any] = {}
@@ -85,6 +86,9 @@ def search(
     budget_architectures: Annotated[int | None, typer.Option(help="architectures to try")] = None,
     budget_seconds: Annotated[float | None, typer.Option(help="wall-clock budget")] = None,
     candidate_epochs: Annotated[int | None, typer.Option(help="epochs per candidate")] = None,
+    retrain_top: Annotated[
+        int | None, typer.Option(help="enas: train the best N derived cells from scratch")
+    ] = None,
     cells: Annotated[int | None, typer.Option(help="normal cells per stage (proxy)")] = None,
     channels: Annotated[int | None, typer.Option(help="initial channels (proxy)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
@@ -100,7 +104,8 @@ def search(
         overrides = _overrides(
             strategy=strategy, evaluator=evaluator, dataset=dataset, data_dir=data_dir,
             budget_architectures=budget_architectures, budget_seconds=budget_seconds,
-            candidate_epochs=candidate_epochs, cells=cells, channels=channels, seed=seed,
+            candidate_epochs=candidate_epochs, retrain_top=retrain_top, cells=cells,
+            channels=channels, seed=seed,
             name=name, workers=workers,
         )
         if config_file is not None:
@@ -217,6 +222,10 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         f"{_integer(architecture.params)} params, {_integer(architecture.flops)} mult-adds",
         highlight=False,
     )
+    retrained = (architecture.metrics or {}).get("retrained")
+    if retrained:
+        console.print(f"  trained from scratch: accuracy {_number(retrained['accuracy'])} "
+                      f"in {_number(retrained['train_seconds'])} s", highlight=False)
     genotype = architecture.genotype
     for cell in ("normal", "reduction"):
         console.print(f"  {cell} cell:", highlight=False)
