@@ -135,9 +135,10 @@ class TransferOutcome:
 
 def transfer(
     genotype: Genotype, data: DataSplits, *, cells: int, channels: int, config: TrainConfig,
-    progress: bool = False,
+    progress: bool = False, device: torch.device | None = None,
 ) -> TransferOutcome:
-    """Build the transfer network for `data` and train it with the shared training loop."""
+    """Build the transfer network for `data` and train it with the shared training loop
+    (on `device`; None: CUDA when available, else the CPU)."""
     info = data.info
     spec = ExportSpec(
         genotype, num_classes=info.num_classes, cells=cells, channels=channels,
@@ -149,7 +150,8 @@ def transfer(
     )
     params = count_parameters(model)
     flops = count_flops(model, (info.in_channels, info.input_size, info.input_size))
-    result = train_model(model, data, config, progress=progress)
+    result = train_model(model, data, config, progress=progress, device=device)
+    model.cpu()
     return TransferOutcome(model=model, result=result, params=params, flops=flops, spec=spec)
 
 

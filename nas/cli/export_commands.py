@@ -198,6 +198,11 @@ def transfer_command(
     limit: Annotated[int | None, typer.Option(min=2, help="use at most this many images")
                      ] = None,
     seed: int = 0,
+    on_ray: Annotated[bool, typer.Option(
+        "--ray", help="train on a Ray worker (NAS_RAY_ADDRESS joins a cluster; else local)")
+    ] = False,
+    cpus: Annotated[float, typer.Option(min=0.01, help="with --ray: CPUs for the worker")] = 1.0,
+    gpus: Annotated[float, typer.Option(min=0.0, help="with --ray: GPUs (CUDA + AMP)")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """NASNet transfer: a searched cell, stacked bigger with the ImageNet stem, trained anew.
@@ -218,8 +223,14 @@ def transfer_command(
         data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size, limit=limit)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                              drop_path=drop_path, seed=seed)
-        outcome = transfer(genotype, data, cells=cells, channels=channels, config=config,
-                           progress=not as_json and sys.stderr.isatty())
+        if on_ray:
+            from workers.transfer import transfer_on_ray
+
+            outcome = transfer_on_ray(genotype, data, cells=cells, channels=channels,
+                                      config=config, cpus=cpus, gpus=gpus)
+        else:
+            outcome = transfer(genotype, data, cells=cells, channels=channels, config=config,
+                               progress=not as_json and sys.stderr.isatty())
         dataset_settings = {"name": dataset, "path": str(data_dir) if data_dir else None,
                             "input_size": input_size, "limit": limit}
         record_transfer(store, outcome, source=source, dataset=dataset_settings, epochs=epochs)
