@@ -224,8 +224,11 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
     )
     retrained = (architecture.metrics or {}).get("retrained")
     if retrained:
-        console.print(f"  trained from scratch: accuracy {_number(retrained['accuracy'])} "
-                      f"in {_number(retrained['train_seconds'])} s", highlight=False)
+        seconds = retrained["train_seconds"]
+        console.print(f"  trained from scratch: accuracy {_number(retrained['accuracy'])}"
+                      + (f" in {seconds:.1f} s" if seconds is not None else "")
+                      + (f" ({retrained['error']})" if retrained.get("error") else ""),
+                      highlight=False)
     genotype = architecture.genotype
     for cell in ("normal", "reduction"):
         console.print(f"  {cell} cell:", highlight=False)
