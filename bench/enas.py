@@ -176,9 +176,7 @@ def cost_per_candidate(config: SearchConfig, candidates: int) -> dict:
     started = time.perf_counter()
     enas.evaluate(genotypes)
     enas_s = (time.perf_counter() - started) / candidates
-    standalone_config = config.model_copy(update={
-        "evaluator": config.evaluator.model_copy(update={"name": "standalone"})})
-    standalone = StandaloneEvaluator(standalone_config, data)
+    standalone = StandaloneEvaluator(config, data)  # the same network and proxy budget
     started = time.perf_counter()
     evaluation = standalone.evaluate_one(genotypes[0])
     standalone_s = time.perf_counter() - started
@@ -258,10 +256,7 @@ def ranking_fidelity(store: Store, candidates: int) -> dict:
     genotypes = [row.genotype for row in last]
     one_batch = [row.reward for row in last]
     whole_split = enas.accuracies(genotypes, [list(data.valid_loader(512))] * len(genotypes))
-    standalone_config = config.model_copy(update={
-        "evaluator": config.evaluator.model_copy(update={"name": "standalone"}),
-        "network": config.network.model_copy(update={"channels": 16})})
-    standalone = StandaloneEvaluator(standalone_config, data)
+    standalone = StandaloneEvaluator(config, data)  # the same network and proxy budget
     trained = [standalone.evaluate_one(genotype).accuracy for genotype in genotypes]
     return {"candidates": len(genotypes), "one_batch_rewards": one_batch,
             "whole_split_rewards": whole_split, "standalone_accuracies": trained,

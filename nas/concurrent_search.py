@@ -63,6 +63,7 @@ class _Loop:
             self.state.elapsed_seconds = time.perf_counter() - started
         if self.untold:
             self._tell()
+        self.state.extra = {}  # nothing outstanding for the final checkpoint
         return False
 
     def _reopen(self, outstanding: list[int]) -> None:
@@ -113,8 +114,8 @@ class _Loop:
         self.state.step += 1
         logger.info("tell %d: %d architectures asked", self.state.step, self.state.architectures)
         if self.state.step % self.config.checkpoint_interval == 0:
-            _checkpoint(self.store, self.search_id, self.strategy, self.evaluator, self.state,
-                        extra={"outstanding": sorted(self.in_flight)})
+            self.state.extra = {"outstanding": sorted(self.in_flight)}
+            _checkpoint(self.store, self.search_id, self.strategy, self.evaluator, self.state)
         if self.progress is not None:
             best = self.store.get_search(self.search_id).best_reward
             self.progress(StepReport(self.state.step, self.state.architectures, best,

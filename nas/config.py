@@ -101,8 +101,18 @@ class NetworkConfig(_Section):
 
 
 class BudgetConfig(_Section):
+    """Stop after `architectures` candidates or `seconds`, whichever comes first. A budget that
+    gives only `seconds` has no architecture cap."""
+
     architectures: int | None = Field(20, gt=0)
     seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seconds_alone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seconds" in data and "architectures" not in data:
+            return data | {"architectures": None}
+        return data
 
     @model_validator(mode="after")
     def _some_budget(self) -> BudgetConfig:
@@ -125,12 +135,13 @@ class ObjectiveConfig(_Section):
 
 
 # What a search on shared weights uses unless the config says otherwise (measured on digits,
-# docs/benchmarks.md "ENAS"): ENAS's five ops, a wider proxy network, more candidates.
+# docs/benchmarks.md "ENAS shared-weight learning on digits"): ENAS's five ops, a wider proxy
+# network and, without a budget, more candidates (each costs milliseconds).
 ENAS_DEFAULTS: dict[str, dict[str, Any]] = {
     "space": {"ops": list(ENAS_OPS)},
     "network": {"channels": 16},
-    "budget": {"architectures": 400},
 }
+ENAS_BUDGET: dict[str, Any] = {"architectures": 400}
 
 
 class WorkersConfig(_Section):
@@ -178,24 +189,21 @@ class SearchConfig(_Section):
     @classmethod
     def _evaluator_defaults(cls, data: Any) -> Any:
         """The evaluator a config leaves unnamed is `enas`, or `standalone` when it has a
-        `workers` section; fill the ENAS defaults into the sections an `enas` config leaves out."""
-        if not isinstance(data, dict):
-            return data
-        evaluator = data.get("evaluator")
-        if evaluator is None:
-            evaluator = {}
-        if isinstance(evaluator, dict) and "name" not in evaluator:
-            default = "standalone" if data.get("workers") is not None else "enas"
-            data = data | {"evaluator": evaluator | {"name": default}}
-        if not isinstance(evaluator, dict) or data["evaluator"]["name"] != "enas":
-            return data
+        `workers` section; an `enas` config gets the ENAS defaults for what it leaves out."""
+        if not isinstance(data, dict) or not isinstance(data.get("evaluator") or {}, dict):
+            return data  # not a mapping: the field validators say so
         filled = dict(data)
+        evaluator = dict(data.get("evaluator") or {})
+        evaluator.setdefault("name", "standalone" if data.get("workers") is not None else "enas")
+        filled["evaluator"] = evaluator
+        if evaluator["name"] != "enas":
+            return filled
         for section, defaults in ENAS_DEFAULTS.items():
-            given = filled.get(section)
-            if given is None:
-                filled[section] = dict(defaults)
-            elif isinstance(given, dict) and not (section == "budget" and given):
+            given = filled.get(section) or {}
+            if isinstance(given, dict):
                 filled[section] = defaults | given
+        if not filled.get("budget"):  # a budget the config gives is taken whole
+            filled["budget"] = dict(ENAS_BUDGET)
         return filled
 
     @property

@@ -4,12 +4,11 @@ The search loop drives it like any evaluator. First the shared weights warm up f
 `warmup_epochs` epochs on uniformly sampled paths; then, before every `steps_per_epoch`-th
 step, they train for one epoch on the train split, a fresh architecture per minibatch (from
 the controller when the strategy is `reinforce`, else uniform); Adam, cosine-annealed over
-the planned epochs. Each candidate the
-strategy asks for is then scored on the next validation minibatch: accuracy under the shared
-weights, without gradients, with batch norm using the scoring batch's statistics and leaving
-the running statistics alone (training-mode normalisation as ENAS scores, but nothing learnt
-from validation data). At the end `derive` samples candidates, scores each on the whole
-validation split and returns the best.
+the planned epochs. Each candidate the strategy asks for is then scored on the next validation
+minibatch: accuracy under the shared weights, without gradients, with batch norm using the
+scoring batch's statistics and leaving the running statistics alone (training-mode
+normalisation as ENAS scores, but nothing learnt from validation data). At the end `derive`
+samples candidates, scores each on the whole validation split and returns the best.
 """
 
 from __future__ import annotations
@@ -213,7 +212,7 @@ class EnasEvaluator(Evaluator):
 
     def learning_rate(self) -> float:
         """Cosine annealing over the planned epochs (constant without an architecture budget),
-        with a linear warm-up over the first two epochs."""
+        after a linear warm-up: a third, then two thirds of the rate in the first two epochs."""
         base = self.options.supernet_learning_rate
         warm = min(1.0, (self.epochs_done + 1) / 3)
         if self.planned_epochs is None:

@@ -192,10 +192,10 @@ def _finish(store: Store, architecture_id: int, evaluation: Evaluation) -> None:
 
 
 def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator,
-                state: LoopState, extra: dict[str, Any] | None = None) -> None:
+                state: LoopState) -> None:
     buffer = io.BytesIO()
     torch.save({
-        "extra": extra or {},
+        "extra": state.extra,
         "strategy": strategy.state_dict(),
         "evaluator": evaluator.state_dict(),
         "step": state.step,

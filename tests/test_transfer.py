@@ -132,6 +132,7 @@ def test_transfer_a_genotype_file_then_export_it(env, tmp_path):
         (["--search", "nosuchsearch"], "unknown search id 'nosuchsearch'"),
         (["--genotype", "/nonexistent/cell.json"], "/nonexistent/cell.json does not exist"),
         (["--genotype", "cell.json", "--preset", "huge"], "unknown preset 'huge'"),
+        (["--genotype", "cell.json", "--gpus", "1"], "--cpus and --gpus say what a Ray worker"),
     ],
 )
 def test_transfer_errors_exit_2_with_one_line(env, args, message):

@@ -214,6 +214,8 @@ def transfer_command(
     configure_threads()
     if (search is None) == (genotype_file is None):
         fail("give the cell with exactly one of --search ID or --genotype FILE")
+    if not on_ray and (cpus != 1.0 or gpus != 0.0):
+        fail("--cpus and --gpus say what a Ray worker gets: add --ray")
     with user_errors(), Store() as store:
         size = preset(preset_name)
         source = pick_architecture(store, search, rank).architecture if search else None
