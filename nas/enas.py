@@ -29,6 +29,7 @@ from torch import nn
 from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.evaluators import Evaluation, Evaluator, Sampler, StandaloneEvaluator
+from nas.memory_format import use_channels_last
 from nas.train import TrainingDiverged
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
@@ -88,7 +89,11 @@ class EnasEvaluator(Evaluator):
             self.supernet = Supernet(
                 config.space.build(), num_classes=info.num_classes, cells=config.network.cells,
                 channels=config.network.channels, in_channels=info.in_channels,
-            ).to(memory_format=torch.channels_last)  # measured 1.5x faster steps on the CPU
+            )
+        # channels_last measured 1.5x faster steps on AVX-512 CPUs; unsafe on AVX2 ones
+        self.memory_format = (torch.channels_last if use_channels_last(torch.device("cpu"))
+                              else torch.contiguous_format)
+        self.supernet.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(
             self.supernet.parameters(), lr=self.options.supernet_learning_rate,
             weight_decay=self.options.weight_decay,
@@ -192,7 +197,7 @@ class EnasEvaluator(Evaluator):
                 genotype = sample(1)[0]
             else:
                 genotype = space.sample(self.uniform)
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=self.memory_format)
             loss = F.cross_entropy(self.supernet(images, genotype), labels)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -228,7 +233,7 @@ class EnasEvaluator(Evaluator):
             for genotype, own_batches in zip(genotypes, batches, strict=True):
                 correct, seen = 0, 0
                 for images, labels in own_batches:
-                    images = images.contiguous(memory_format=torch.channels_last)
+                    images = images.contiguous(memory_format=self.memory_format)
                     correct += (self.supernet(images, genotype).argmax(1) == labels).sum().item()
                     seen += labels.numel()
                 scores.append(correct / seen)

@@ -2,8 +2,8 @@
 
 SGD with Nesterov momentum and a cosine schedule, weight decay, label smoothing, cutout,
 a linear drop-path schedule, an auxiliary loss, gradient clipping, a per-epoch metrics
-callback, AMP on CUDA, channels_last memory format, and seeded determinism. A non-finite loss stops
-training with `TrainingDiverged`.
+callback, AMP on CUDA, channels_last where it is safe and faster, and seeded determinism. A
+non-finite loss stops training with `TrainingDiverged`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nas.data import DataSplits
+from nas.memory_format import use_channels_last
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class TrainConfig(BaseModel):
     augment: bool = True
     seed: int = 0
     amp: bool = Field(True, description="mixed precision when training on CUDA")
-    channels_last: bool = Field(
-        True, description="NHWC memory format (1.3-1.7x faster steps on CPU, see benchmarks)"
+    channels_last: bool | None = Field(
+        None, description="NHWC memory format; None: where it is faster and safe (CUDA, and "
+        "CPUs whose oneDNN runs AVX-512 kernels: see nas.memory_format)"
     )
 
 
@@ -163,8 +165,10 @@ def train_model(
     device = device or default_device()
     on_cuda = device.type == "cuda"
     seed_everything(config.seed)
+    channels_last = (use_channels_last(device) if config.channels_last is None
+                     else config.channels_last)
     model.to(device)
-    if config.channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     train_batches = data.train_loader(config.batch_size, seed=config.seed, augment=config.augment)
     valid_batches = data.valid_loader(max(config.batch_size, 256))
@@ -197,7 +201,7 @@ def train_model(
             for step, (images, labels) in enumerate(train_batches):
                 if config.cutout:
                     images = apply_cutout(images, config.cutout, cutout_generator)
-                images, labels = _to_device(images, labels, device, config.channels_last)
+                images, labels = _to_device(images, labels, device, channels_last)
                 with _autocast(device, enabled=on_cuda and config.amp):
                     logits, loss = _forward_loss(model, images, labels, config)
                 loss_value = loss.item()
@@ -217,7 +221,7 @@ def train_model(
                 correct += (logits.argmax(1) == labels).sum().item()
                 seen += labels.numel()
                 bar.update(task, advance=1, status=f"loss {loss_value:.3f}")
-            val_loss, val_accuracy = evaluate(model, valid_batches, device, config.channels_last)
+            val_loss, val_accuracy = evaluate(model, valid_batches, device, channels_last)
             metrics = EpochMetrics(
                 epoch=epoch + 1,
                 train_loss=loss_sum / seen,

@@ -12,6 +12,8 @@ import socket
 
 import ray
 
+from nas.threads import prefer_passive_openmp
+
 ADDRESS_VARIABLE = "NAS_RAY_ADDRESS"
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """
     if ray.is_initialized():
         return
+    prefer_passive_openmp()  # a local Ray's workers inherit it (see nas.threads)
     address = cluster_address(address)
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,

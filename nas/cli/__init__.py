@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import os
 
-from nas.cli import (  # noqa: F401  (they register commands)
+from nas.threads import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads: OpenMP reads its wait policy then
+
+from nas.cli import (  # noqa: E402, F401  (they register commands)
     export_commands,
     search_commands,
     train_commands,
     worker_commands,
 )
-from nas.cli.app import app
+from nas.cli.app import app  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from nas.config import describe_validation_error
+from nas.threads import thread_count
 from nas.train import TrainingDiverged
 
 app = typer.Typer(help="Neural architecture search: NASNet-style cells, ENAS and Zoph search.",
@@ -48,9 +48,11 @@ def user_errors() -> Iterator[None]:
 
 
 def configure_threads() -> None:
-    """Use every core for intra-op work (NAS_THREADS overrides), no oversubscription."""
+    """Compute with `nas.threads.thread_count()` threads (NAS_THREADS, else OMP_NUM_THREADS,
+    else the CPUs this process may use); a bad NAS_THREADS is a user error."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("NAS_THREADS", os.cpu_count() or 1)))
+    with user_errors():
+        torch.set_num_threads(thread_count())
 
 

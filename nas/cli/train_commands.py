@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.table import Table
 
@@ -62,6 +63,7 @@ def train(
         "params": params,
         "flops": flops,
         "seconds": round(result.seconds, 2),
+        "threads": torch.get_num_threads(),
     }
     if as_json:
         print(json.dumps(summary))

@@ -1,0 +1,32 @@
+"""Which memory format training uses: channels_last where it is measured faster *and* safe.
+
+channels_last (NHWC) makes CPU training steps 1.3-1.7x faster with oneDNN's AVX-512 kernels
+(`bench/train_throughput.py`), but oneDNN's AVX2 kernel for the weight gradient of a stride-2
+1x1 convolution in NHWC (`jit_avx2_1x1_convolution_bwd_weights`, torch 2.14.1) corrupts the
+heap when that convolution has fewer than 8 input or output channels (factorized reduction in
+a narrow cell): "double free or corruption", segfaults or hangs, deterministically with one
+thread. Minimal reproduction: `tests/test_memory_format.py`. So the CPU uses channels_last only
+when oneDNN runs its AVX-512 kernels (an AVX-512 CPU and no `ONEDNN_MAX_CPU_ISA` below it);
+AVX2-only CPUs train in the default layout. CUDA always uses channels_last.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_AVX512_ISA_PREFIXES = ("AVX512", "AVX10", "ALL", "DEFAULT")
+
+
+def onednn_runs_avx512() -> bool:
+    """True when oneDNN's CPU convolutions take their AVX-512 code paths in this process."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    if limit and not limit.strip().upper().startswith(_AVX512_ISA_PREFIXES):
+        return False
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
+def use_channels_last(device: torch.device) -> bool:
+    """Whether training on `device` should use the channels_last memory format."""
+    return device.type == "cuda" or (device.type == "cpu" and onednn_runs_avx512())
