@@ -77,6 +77,15 @@ class EvaluatorConfig(_Section):
         0, ge=0, description="best derived cells also trained from scratch (standalone proxy "
         "budget: `epochs`, `learning_rate`); their weights are what `nas export best` writes"
     )
+    # standalone candidates in a process of their own (set either to turn it on)
+    timeout_seconds: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="a candidate with no result after this "
+        "many seconds is stopped and recorded FAIL (timeout); the search goes on"
+    )
+    memory_limit_mb: int | None = Field(
+        None, ge=64, description="memory a candidate may allocate on top of its worker "
+        "process; beyond it the candidate ends FAIL (out of memory); the search goes on"
+    )
 
 
 class DatasetConfig(_Section):

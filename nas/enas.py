@@ -153,8 +153,11 @@ class EnasEvaluator(Evaluator):
     def retrained(self, genotype: Genotype, derived: Evaluation) -> Evaluation:
         """`derived` with the outcome of training `genotype` from scratch (the standalone
         evaluator's proxy budget) under metrics["retrained"], and its weights for export."""
-        outcome = StandaloneEvaluator(self.config, self.data, self.weights_dir).evaluate_one(
-            genotype)
+        standalone = StandaloneEvaluator(self.config, self.data, self.weights_dir)
+        try:
+            outcome = standalone.evaluate_one(genotype)
+        finally:
+            standalone.close()
         retrained = {"state": outcome.state, "accuracy": outcome.accuracy,
                      "params": outcome.params, "flops": outcome.flops,
                      "train_seconds": outcome.train_seconds, "error": outcome.error}

@@ -9,6 +9,7 @@ its error; the search goes on.
 
 from __future__ import annotations
 
+import gc
 import logging
 import statistics
 import time
@@ -73,6 +74,9 @@ class Evaluator(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release what the evaluator holds (worker processes, threads)."""
+
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027  (optional hook)
         """Restore what `state_dict` returned."""
 
@@ -99,9 +103,6 @@ class ConcurrentEvaluator(Evaluator):
     def cancel(self) -> list[int]:
         """Stop every running candidate; the keys of those that were still running."""
 
-    def close(self) -> None:  # noqa: B027  (optional hook)
-        """Release what the evaluator holds (workers, threads)."""
-
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         """All at once (`max_concurrent` at a time), returned in order."""
         for key, genotype in enumerate(genotypes):
@@ -127,6 +128,27 @@ def measure_latency_ms(model: torch.nn.Module, input_shape: tuple[int, ...], rep
     return statistics.median(timings)
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """A host or CUDA allocation that failed (torch raises RuntimeError for the host)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text))
+
+
+def describe_failure(error: BaseException) -> str:
+    """The error recorded for a failed candidate; out-of-memory failures say so first."""
+    text = f"{type(error).__name__}: {error}"
+    return f"out of memory: {text}" if is_out_of_memory(error) else text
+
+
+def release_memory() -> None:
+    """Give back what a finished (or failed) candidate held, so the next one has room."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class StandaloneEvaluator(Evaluator):
     """Train every candidate from scratch on the search's train split, score on its valid split."""
 
@@ -140,6 +162,7 @@ class StandaloneEvaluator(Evaluator):
         self.data = data
         self.weights_dir = weights_dir
         self.device = device
+        self._worker = None  # a CandidateProcess once a limit asks for one
         self.train_config = TrainConfig(
             epochs=config.evaluator.epochs,
             batch_size=config.evaluator.batch_size,
@@ -160,7 +183,25 @@ class StandaloneEvaluator(Evaluator):
     def evaluate_one(self, genotype: Genotype, on_epoch: EpochCallback | None = None
                      ) -> Evaluation:
         """Train and score one candidate; `on_epoch` sees each epoch's metrics (returning True
-        stops training early)."""
+        stops training early, in this process). With a time or memory limit in the config the
+        candidate trains in a worker process (`nas.candidate_process`)."""
+        options = self.config.evaluator
+        if options.timeout_seconds is None and options.memory_limit_mb is None:
+            return self.train_one(genotype, on_epoch)
+        if self._worker is None:
+            from nas.candidate_process import CandidateProcess
+
+            self._worker = CandidateProcess(self.config, self.data, self.weights_dir, self.device)
+        return self._worker.evaluate_one(genotype, on_epoch)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def train_one(self, genotype: Genotype, on_epoch: EpochCallback | None = None
+                  ) -> Evaluation:
+        """Train and score one candidate in this process."""
         info = self.data.info
         input_shape = (info.in_channels, info.input_size, info.input_size)
         try:
@@ -174,7 +215,9 @@ class StandaloneEvaluator(Evaluator):
             latency_ms = measure_latency_ms(model.cpu(), input_shape)
         except Exception as error:  # a failed candidate is recorded, the search goes on
             logger.warning("candidate %s failed: %s", genotype.id, error)
-            return Evaluation(state="FAIL", error=f"{type(error).__name__}: {error}")
+            return Evaluation(state="FAIL", error=describe_failure(error))
+        finally:
+            release_memory()
         last = result.history[-self.config.evaluator.reward_epochs:]
         accuracy = max(epoch.val_accuracy for epoch in last)
         metrics = result.to_dict()

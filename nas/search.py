@@ -118,6 +118,8 @@ def run_search(
         store.set_status(search_id, SearchStatus.FAILED, error=f"{type(error).__name__}: {error}")
         store.add_event(search_id, "failed", str(error))
         raise
+    finally:
+        evaluator.close()
     _checkpoint(store, search_id, strategy, evaluator, state)
     store.add_event(search_id, "finished", f"{state.architectures} architectures",
                     {"architectures": state.architectures})

@@ -1,4 +1,6 @@
-"""Shared test settings: two threads (the machine has two cores); a store in a fresh SQLite file."""
+"""Shared test settings: two threads (two cores; NAS_THREADS overrides); a fresh SQLite store."""
+
+import os
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from nas.store import Store
 
 @pytest.fixture(autouse=True, scope="session")
 def _two_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("NAS_THREADS", "2")))
 
 
 @pytest.fixture

@@ -55,7 +55,10 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
         if metrics.epoch < last_epoch:  # the last epoch is reported with the evaluation
             tune.report(asdict(metrics) | shared)
 
-    evaluation = evaluator.evaluate_one(genotype, on_epoch=report_epoch)
+    try:
+        evaluation = evaluator.evaluate_one(genotype, on_epoch=report_epoch)
+    finally:
+        evaluator.close()
     where = {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "device": str(device)}
     evaluation = replace(evaluation, metrics=evaluation.metrics | {"worker": where})
     tune.report(final_report(evaluation) | shared)
