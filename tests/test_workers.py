@@ -90,6 +90,7 @@ def test_a_search_on_two_workers_records_every_candidate(local_ray, store, tmp_p
         assert 0 <= row.accuracy <= 1 and row.params > 0 and row.flops > 0
         assert row.evaluator == "standalone" and len(row.metrics["history"]) == 2
         assert os.path.exists(row.metrics["weights"])
+        assert row.metrics["worker"]["threads"] == 1  # exactly its cpus_per_trial
     assert record.best_reward == max(row.reward for row in rows)
     assert store.latest_checkpoint(record.id).step == 3  # told 2 rewards at a time
 

@@ -1,0 +1,106 @@
+"""A `nas train` beside another training process: its time against the same run on an idle machine.
+
+Two processes that each take every core (2 + 2 threads on 2 cores) share the cores; with OpenMP
+threads that busy-wait, each spends its slice spinning on work the other holds up. The CLI now
+makes OpenMP threads wait passively (`nas.threads`). This measures, in one command:
+- idle: `nas train` alone;
+- shared: the same run while a second, longer `nas train` trains beside it (both with the
+  CLI's defaults);
+- shared, OpenMP's default wait policy: the same pair with `OMP_WAIT_POLICY=""` (an empty value
+  that OpenMP ignores), i.e. the policy the CLI used before it chose a passive one.
+The measured run's own training seconds (its `--json` output) are compared, round by round,
+interleaved. Goal: shared / idle <= 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from _common import command_line, load_average, machine_info, markdown_table, today, write_section
+
+NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
+TITLE = "Threads on a shared machine (bench/threads.py)"
+
+
+def train_command(epochs: int) -> list[str]:
+    return [*NAS, "train", "--arch", "resnet20", "--dataset", "digits", "--epochs", str(epochs),
+            "--json"]
+
+
+def environment(**variables: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("NAS_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    return env | variables
+
+
+def timed_run(epochs: int, env: dict[str, str], beside: bool) -> float:
+    """Training seconds of one `nas train`, alone or with a second one training beside it."""
+    other = None
+    if beside:
+        other = subprocess.Popen(train_command(1000), env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        time.sleep(6)  # past its start-up: it is training when the measured run starts
+    try:
+        result = subprocess.run(train_command(epochs), env=env, capture_output=True, text=True,
+                                check=True, timeout=1800)
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
+    return json.loads(result.stdout)["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the measured run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-docs", action="store_true", help="do not update the docs table")
+    args = parser.parse_args()
+    variants = {
+        "idle": (environment(), False),
+        "shared": (environment(), True),
+        "shared, OpenMP default wait policy": (environment(OMP_WAIT_POLICY=""), True),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, (env, beside) in variants.items():
+            seconds[name].append(timed_run(args.epochs, env, beside))
+    idle = statistics.median(seconds["idle"])
+    report = {
+        "benchmark": "threads", "date": today(), "command": command_line(),
+        "machine": machine_info(), "epochs": args.epochs, "seconds": seconds,
+        "median_s": {name: statistics.median(values) for name, values in seconds.items()},
+        "slowdown": {name: statistics.median(values) / idle for name, values in seconds.items()},
+        "goal_slowdown": 3.0,
+    }
+    report["goal_met"] = report["slowdown"]["shared"] <= 3.0
+    print(json.dumps(report))
+    if not args.no_docs:
+        write_section(TITLE, markdown(report))
+
+
+def markdown(report: dict) -> str:
+    rows = [[name, f"{report['median_s'][name]:.2f}",
+             " / ".join(f"{value:.2f}" for value in report["seconds"][name]),
+             f"x{report['slowdown'][name]:.2f}"] for name in report["seconds"]]
+    table = markdown_table(["run", "median training s", "rounds (s)", "vs idle"], rows,
+                           align="lrrr")
+    return (
+        f"{report['date']}, `{report['command']}`, {report['machine']['cpu_count']} cores, "
+        f"load average before the run {load_average()}. The measured run is `nas train --arch "
+        f"resnet20 --dataset digits --epochs {report['epochs']}`; \"shared\" has a second such "
+        "training process (1000 epochs, killed afterwards) beside it, both with the CLI's "
+        "defaults (threads = the CPUs the process may use, OpenMP threads waiting passively). "
+        "Goal: shared at most 3x idle: "
+        f"{'met' if report['goal_met'] else 'NOT met'}.\n\n{table}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
