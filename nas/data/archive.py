@@ -1,0 +1,179 @@
+"""Import an uploaded ImageFolder archive (zip or tar) into the datasets folder, safely.
+
+The archive is untrusted. Nothing is written outside a fresh folder inside `datasets_dir`:
+members with absolute paths or `..`, links, devices and other special files are refused, and
+so are archives past the limits on file count, total size, one file's size or compression
+ratio (a zip bomb); sizes are counted while extracting, not taken from the headers. The tree
+must then be an ImageFolder (class folders of images, optionally under `train/`) with at least
+two classes, and every image must decode. Any failure removes the partial folder and raises
+`DatasetError` naming the member; on success the folder is renamed into place atomically.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tarfile
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from PIL import Image
+
+from nas.data.core import DatasetError
+from nas.data.imagefolder import scan_folder
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_files: int = 20_000
+    max_total_bytes: int = 2 << 30
+    max_file_bytes: int = 64 << 20
+    max_ratio: float = 200.0
+    """Largest uncompressed / compressed size of the whole archive (zip bombs far exceed it)."""
+
+
+@dataclass(frozen=True)
+class ImportedDataset:
+    id: str
+    path: Path
+    classes: tuple[str, ...]
+    images: int
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    is_dir: bool
+    open: object  # () -> BinaryIO
+
+
+def import_archive(archive: Path, datasets_dir: Path, limits: ArchiveLimits = ArchiveLimits()
+                   ) -> ImportedDataset:
+    """Check and unpack `archive` into `datasets_dir/<new id>`; `DatasetError` when unusable."""
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    dataset_id = uuid.uuid4().hex[:16]
+    staging = datasets_dir / f".incoming-{dataset_id}"
+    staging.mkdir()
+    try:
+        _extract(archive, staging, limits)
+        classes, images = _check_image_folder(staging)
+        target = datasets_dir / dataset_id
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ImportedDataset(dataset_id, target, classes, images)
+
+
+def _extract(archive: Path, target: Path, limits: ArchiveLimits) -> None:
+    compressed = archive.stat().st_size
+    files, total = 0, 0
+    for member in _members(archive):
+        relative = _safe_relative(member.name)
+        if relative is None:
+            continue
+        destination = target.joinpath(*relative.parts)
+        if member.is_dir:
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        files += 1
+        if files > limits.max_files:
+            raise DatasetError(f"the archive has more than {limits.max_files} files")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with member.open() as source, open(destination, "xb") as sink:
+            while chunk := source.read(CHUNK):
+                written += len(chunk)
+                total += len(chunk)
+                if written > limits.max_file_bytes:
+                    raise DatasetError(f"{member.name} is larger than "
+                                       f"{limits.max_file_bytes >> 20} MiB")
+                too_big = total > limits.max_total_bytes
+                too_compressed = total > CHUNK and total > limits.max_ratio * compressed
+                if too_big or too_compressed:
+                    raise DatasetError(
+                        f"the archive unpacks to more than {_size(min(total, 1 << 62))} "
+                        f"(limits: {_size(limits.max_total_bytes)}, "
+                        f"{limits.max_ratio:g}x its {_size(compressed)}): refused as a zip bomb")
+                sink.write(chunk)
+
+
+def _members(archive: Path) -> Iterator[_Member]:
+    """The archive's members; special files and links are refused."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as opened:
+            for info in opened.infolist():
+                kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise DatasetError(f"archive member {info.filename!r} is a link or a special "
+                                       f"file; only folders and regular files are accepted")
+                yield _Member(info.filename, info.is_dir(),
+                              lambda info=info, opened=opened: opened.open(info))
+        return
+    try:
+        opened_tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115  (closed below)
+    except (tarfile.TarError, OSError):
+        raise DatasetError("the upload is not a zip or tar archive") from None
+    with opened_tar:
+        for info in opened_tar:
+            if not (info.isfile() or info.isdir()):
+                raise DatasetError(f"archive member {info.name!r} is a link or a special file; "
+                                   f"only folders and regular files are accepted")
+            yield _Member(info.name, info.isdir(),
+                          lambda info=info, opened=opened_tar: _tar_reader(opened, info))
+
+
+def _tar_reader(opened: tarfile.TarFile, info: tarfile.TarInfo) -> BinaryIO:
+    reader = opened.extractfile(info)
+    if reader is None:
+        raise DatasetError(f"archive member {info.name!r} cannot be read")
+    return reader
+
+
+def _safe_relative(name: str) -> PurePosixPath | None:
+    """The member's path inside the target folder; `DatasetError` for one that would escape.
+    None for the archive's root entry itself."""
+    if "\\" in name or "\x00" in name:
+        raise DatasetError(f"archive member {name!r} has a backslash or NUL in its name")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise DatasetError(f"archive member {name!r} points outside the archive's folder")
+    parts = [part for part in path.parts if part not in ("", ".")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _check_image_folder(root: Path) -> tuple[tuple[str, ...], int]:
+    """Class names and image count; every image must decode."""
+    entries = [entry for entry in root.iterdir() if not entry.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and not _has_images(entries[0]):
+        root = entries[0]  # the archive wrapped the tree in one top folder
+    if (root / "train").is_dir():
+        root = root / "train"
+    try:
+        classes, samples = scan_folder(root)
+    except DatasetError as error:  # name the archive's folders, not the server's
+        raise DatasetError(str(error).replace(f"{root}/", "").replace(str(root), "the archive")
+                           ) from None
+    for path, _ in samples:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception as error:
+            relative = Path(path).relative_to(root)
+            raise DatasetError(f"{relative} is not an image that decodes: "
+                               f"{type(error).__name__}") from None
+    return tuple(classes), len(samples)
+
+
+def _has_images(folder: Path) -> bool:
+    return any(entry.is_file() for entry in folder.iterdir())
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.0f} MiB" if count >= 2**20 else f"{count} bytes"
