@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nas.data import DATASETS
+from nas.paths import datasets_dir
 from searchspace.genotype import CELL_NAMES
 from searchspace.spaces import DEFAULT_OPS, ENAS_OPS, SearchSpace
 
@@ -91,6 +92,8 @@ class EvaluatorConfig(_Section):
 class DatasetConfig(_Section):
     name: str = "digits"
     path: str | None = None
+    id: str | None = Field(None, pattern=r"^[0-9a-f]{16}$",
+                           description="an uploaded dataset (`POST /api/v1/datasets`)")
     valid_fraction: float = Field(0.2, gt=0, lt=1)
     limit: int | None = Field(None, ge=2)
     input_size: int | None = Field(None, ge=8)
@@ -99,7 +102,15 @@ class DatasetConfig(_Section):
     def _known_dataset(self) -> DatasetConfig:
         if self.name.lower() not in DATASETS:
             raise ValueError(f"unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}")
+        if self.id is not None and self.path is not None:
+            raise ValueError("give the dataset's path or the id of an uploaded one, not both")
         return self
+
+    def resolved_path(self) -> Path | None:
+        """The dataset's folder: `path`, or the uploaded dataset's folder for `id`."""
+        if self.id is not None:
+            return datasets_dir() / self.id
+        return Path(self.path) if self.path else None
 
 
 class NetworkConfig(_Section):

@@ -14,3 +14,8 @@ def nas_home() -> Path:
 def weights_dir() -> Path:
     """Trained weights: `$NAS_HOME/weights`."""
     return nas_home() / "weights"
+
+
+def datasets_dir() -> Path:
+    """Uploaded datasets, one folder per id: `$NAS_HOME/datasets`."""
+    return nas_home() / "datasets"

@@ -18,7 +18,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,10 +63,9 @@ def create_search(store: Store, config: SearchConfig) -> SearchRecord:
 
 def open_dataset(config: SearchConfig):
     dataset = config.dataset
-    path = Path(dataset.path) if dataset.path else None
     return load_dataset(
-        dataset.name, path, valid_fraction=dataset.valid_fraction, seed=config.seed,
-        input_size=dataset.input_size, limit=dataset.limit,
+        dataset.name, dataset.resolved_path(), valid_fraction=dataset.valid_fraction,
+        seed=config.seed, input_size=dataset.input_size, limit=dataset.limit,
     )
 
 

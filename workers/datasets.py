@@ -20,6 +20,6 @@ def shared_data(config: SearchConfig, data: DataSplits | None) -> DataSplits | N
     size = sum(tensor.element_size() * tensor.nelement()
                for split in splits for tensor in vars(split).values()
                if hasattr(tensor, "element_size"))
-    if size > OBJECT_STORE_LIMIT_BYTES and config.dataset.path is not None:
+    if size > OBJECT_STORE_LIMIT_BYTES and config.dataset.resolved_path() is not None:
         return None
     return data

@@ -198,8 +198,8 @@ class RayEvaluator(ConcurrentEvaluator):
     def _tuner(self, data: DataSplits | None, weights_dir: Path | None) -> tune.Tuner:
         workers, epochs = self.workers, self.config.evaluator.epochs
         search_config = self.config.model_dump(mode="json")
-        if self.config.dataset.path:  # trials run in their own folders: no relative paths
-            search_config["dataset"]["path"] = str(Path(self.config.dataset.path).resolve())
+        if path := self.config.dataset.resolved_path():  # trials run in their own folders
+            search_config["dataset"] |= {"path": str(path.resolve()), "id": None}
         trainable = tune.with_parameters(
             train_candidate, search_config=search_config,
             data=shared_data(self.config, data),

@@ -106,7 +106,7 @@ def export_spec(picked: Ranked, *, cells: int | None, channels: int | None,
         default_cells, default_channels = recorded.get("cells", 2), recorded.get("channels", 16)
     elif config is not None:
         dataset = config.dataset
-        defaults = _dataset_shape(dataset.name, dataset.path, dataset.input_size)
+        defaults = _dataset_shape(dataset.name, dataset.resolved_path(), dataset.input_size)
         default_cells, default_channels = config.network.cells, config.network.channels
     else:
         defaults, default_cells, default_channels = (None, 3, 32), 2, 16

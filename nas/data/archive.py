@@ -62,12 +62,11 @@ def import_archive(archive: Path, datasets_dir: Path, limits: ArchiveLimits = Ar
     staging.mkdir()
     try:
         _extract(archive, staging, limits)
-        classes, images = _check_image_folder(staging)
+        root, classes, images = _check_image_folder(staging)
         target = datasets_dir / dataset_id
-        staging.rename(target)
-    except BaseException:
+        root.rename(target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ImportedDataset(dataset_id, target, classes, images)
 
 
@@ -148,13 +147,15 @@ def _safe_relative(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _check_image_folder(root: Path) -> tuple[tuple[str, ...], int]:
-    """Class names and image count; every image must decode."""
-    entries = [entry for entry in root.iterdir() if not entry.name.startswith((".", "__MACOSX"))]
+def _check_image_folder(unpacked: Path) -> tuple[Path, tuple[str, ...], int]:
+    """The dataset's folder (class folders, or train/ and val/), class names and image count;
+    every image must decode."""
+    entries = [entry for entry in unpacked.iterdir()
+               if not entry.name.startswith((".", "__MACOSX"))]
+    dataset = unpacked
     if len(entries) == 1 and entries[0].is_dir() and not _has_images(entries[0]):
-        root = entries[0]  # the archive wrapped the tree in one top folder
-    if (root / "train").is_dir():
-        root = root / "train"
+        dataset = entries[0]  # the archive wrapped the tree in one top folder
+    root = dataset / "train" if (dataset / "train").is_dir() else dataset
     try:
         classes, samples = scan_folder(root)
     except DatasetError as error:  # name the archive's folders, not the server's
@@ -168,7 +169,7 @@ def _check_image_folder(root: Path) -> tuple[tuple[str, ...], int]:
             relative = Path(path).relative_to(root)
             raise DatasetError(f"{relative} is not an image that decodes: "
                                f"{type(error).__name__}") from None
-    return tuple(classes), len(samples)
+    return dataset, tuple(classes), len(samples)
 
 
 def _has_images(folder: Path) -> bool:

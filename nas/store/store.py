@@ -23,6 +23,7 @@ from searchspace.genotype import Genotype
 from . import migrations
 from .engine import WRITE_OPTION, create_store_engine, default_url
 from .models import Architecture, ArchitectureState, Checkpoint, Event, Search, SearchStatus, utcnow
+from .pages import PageQueries
 from .records import ArchitectureRecord, CheckpointRecord, EventRecord, SearchRecord
 
 SEARCH_TRANSITIONS: dict[SearchStatus, frozenset[SearchStatus]] = {
@@ -81,7 +82,7 @@ def _best_reward() -> ColumnElement[float | None]:
     )
 
 
-class Store:
+class Store(PageQueries):
     """The storage interface of the service; see the module docstring."""
 
     def __init__(self, url: str | None = None) -> None:

@@ -1,0 +1,42 @@
+"""A search's architectures: pages, one architecture, the best, a candidate's log."""
+
+from __future__ import annotations
+
+from nas.search import best_architectures
+from nas.store import ArchitectureRecord, ArchitectureState, Store
+from nas.store.pages import ArchitectureSort, Page
+
+from .errors import NotFound
+
+
+def page(store: Store, search_id: str, *, sort: ArchitectureSort = "reward",
+         descending: bool | None = None, state: ArchitectureState | None = None,
+         role: str | None = None, cursor: str | None = None, limit: int = 100
+         ) -> Page[ArchitectureRecord]:
+    return store.page_architectures(search_id, sort=sort, descending=descending, state=state,
+                                    role=role, cursor=cursor, limit=limit)
+
+
+def best(store: Store, search_id: str) -> ArchitectureRecord:
+    """The best architecture as `nas show` ranks them (derived ones first for ENAS)."""
+    ranked = [row for row in best_architectures(store, search_id, limit=1)
+              if row.reward is not None]
+    if not ranked:
+        raise NotFound(f"search {search_id} has no scored architecture yet")
+    return ranked[0]
+
+
+def history(record: ArchitectureRecord) -> list[dict]:
+    return list((record.metrics or {}).get("history") or [])
+
+
+def log_lines(record: ArchitectureRecord) -> list[str]:
+    """What the candidate's training said: its epochs, then its error and traceback."""
+    lines = [f"epoch {epoch.get('epoch')}: train loss {epoch.get('train_loss', 0):.4f}, "
+             f"val accuracy {epoch.get('val_accuracy', 0):.4f}, "
+             f"{epoch.get('seconds', 0):.1f} s" for epoch in history(record)]
+    metrics = record.metrics or {}
+    if record.error:
+        lines.append(f"error: {record.error}")
+    lines += str(metrics.get("traceback") or "").splitlines()
+    return lines

@@ -1,0 +1,125 @@
+"""Keyset pagination over searches and architectures: pages that stay fast and stable while
+rows are added (no OFFSET). A cursor is the last row's (sort value, id), opaque to callers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+
+from .models import Architecture, ArchitectureState, Search, SearchStatus
+from .records import ArchitectureRecord, SearchRecord
+
+T = TypeVar("T")
+ArchitectureSort = Literal["reward", "params", "flops", "step", "accuracy", "latency_ms"]
+SORT_COLUMNS = {
+    "reward": Architecture.reward, "accuracy": Architecture.accuracy,
+    "params": Architecture.params, "flops": Architecture.flops, "step": Architecture.step,
+    "latency_ms": Architecture.latency_ms,
+}
+DESCENDING_BY_DEFAULT = frozenset({"reward", "accuracy"})
+
+
+class InvalidCursor(ValueError):
+    """A page cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+    """Pass it back to get the next page; None on the last page."""
+
+
+def encode_cursor(value: Any, row_id: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps([value, row_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[Any, Any]:
+    try:
+        value, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError, UnicodeError):
+        raise InvalidCursor(f"invalid page cursor {cursor[:40]!r}") from None
+    if isinstance(value, (dict, list)) or isinstance(row_id, (dict, list)) or row_id is None:
+        raise InvalidCursor(f"invalid page cursor {cursor[:40]!r}")
+    return value, row_id
+
+
+def after(column: ColumnElement, identity: ColumnElement, value: Any, row_id: Any,
+          descending: bool) -> ColumnElement[bool]:
+    """Rows after (value, row_id) in the order `column` (NULLs last), then `identity`."""
+    if value is None:
+        return and_(column.is_(None), identity > row_id)
+    beyond = column < value if descending else column > value
+    return or_(beyond, and_(column == value, identity > row_id), column.is_(None))
+
+
+class PageQueries:
+    """Mixed into `Store`: paged listings and counts for the API."""
+
+    def page_searches(self, *, status: SearchStatus | None = None, cursor: str | None = None,
+                      limit: int = 50) -> Page[SearchRecord]:
+        """Searches, newest first."""
+        from .store import _best_reward, _record
+
+        query = select(Search, _best_reward())
+        if status is not None:
+            query = query.where(Search.status == SearchStatus(status))
+        if cursor is not None:
+            created, row_id = decode_cursor(cursor)
+            query = query.where(or_(
+                Search.created_at < _parse_time(created),
+                and_(Search.created_at == _parse_time(created), Search.id < str(row_id))))
+        query = query.order_by(Search.created_at.desc(), Search.id.desc()).limit(limit + 1)
+        with self._session() as session:
+            rows = [_record(SearchRecord, search, best_reward=best)
+                    for search, best in session.execute(query)]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id)
+        return Page(rows, next_cursor)
+
+    def page_architectures(
+        self, search_id: str, *, sort: ArchitectureSort = "reward", descending: bool | None = None,
+        state: ArchitectureState | None = None, role: str | None = None,
+        cursor: str | None = None, limit: int = 100,
+    ) -> Page[ArchitectureRecord]:
+        """A search's architectures sorted by `sort` (NULLs last), ties by id."""
+        from .store import _record
+
+        column = SORT_COLUMNS[sort]
+        descending = sort in DESCENDING_BY_DEFAULT if descending is None else descending
+        query = self._architecture_query(search_id, state, role)
+        if cursor is not None:
+            value, row_id = decode_cursor(cursor)
+            if not isinstance(row_id, int):
+                raise InvalidCursor(f"invalid page cursor {cursor[:40]!r}")
+            query = query.where(after(column, Architecture.id, value, row_id, descending))
+        ordering = column.desc() if descending else column.asc()
+        query = query.order_by(ordering.nulls_last(), Architecture.id).limit(limit + 1)
+        with self._session() as session:
+            self._search(session, search_id)
+            rows = [_record(ArchitectureRecord, row) for row in session.scalars(query)]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(getattr(rows[-1], sort), rows[-1].id)
+        return Page(rows, next_cursor)
+
+    def count_searches_by_status(self) -> dict[SearchStatus, int]:
+        query = select(Search.status, func.count()).group_by(Search.status)
+        with self._session() as session:
+            return {SearchStatus(status): count for status, count in session.execute(query)}
+
+
+def _parse_time(value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidCursor("invalid page cursor") from None
+

@@ -1,0 +1,49 @@
+"""Server-Sent Events of one search: its event log from `Last-Event-ID` on, then live.
+
+Each stored event is sent once with its id, so a client that reconnects (EventSource does so
+by itself, with `Last-Event-ID`) misses nothing and sees nothing twice. When the search has
+ended and everything is sent, an `end` event closes the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from nas.store import Store
+from nas.store.store import ENDED_STATUSES
+
+POLL_SECONDS = 0.5
+BATCH = 500
+
+
+def last_event_id(request: Request) -> int:
+    value = request.headers.get("last-event-id", "").strip()
+    return int(value) if value.isdigit() and len(value) < 19 else 0
+
+
+async def _events(request: Request, store: Store, search_id: str) -> AsyncIterator[dict]:
+    last = last_event_id(request)
+    poll = getattr(request.app.state, "sse_poll_seconds", POLL_SECONDS)
+    while not await request.is_disconnected():
+        ended = (await run_in_threadpool(store.get_search, search_id)).status in ENDED_STATUSES
+        rows = await run_in_threadpool(store.events, search_id, last, BATCH)
+        for row in rows:
+            last = row.id
+            yield {"id": str(row.id), "event": row.kind, "data": json.dumps({
+                "id": row.id, "kind": row.kind, "message": row.message, "data": row.data,
+                "created_at": row.created_at.isoformat()})}
+        if ended and len(rows) < BATCH:
+            yield {"event": "end", "data": json.dumps({"search_id": search_id})}
+            return
+        if len(rows) < BATCH:
+            await asyncio.sleep(poll)
+
+
+def event_stream(request: Request, store: Store, search_id: str) -> EventSourceResponse:
+    return EventSourceResponse(_events(request, store, search_id), ping=15)

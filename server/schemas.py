@@ -1,0 +1,126 @@
+"""What the API answers: pydantic models built from the service layer's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from nas.data.archive import ImportedDataset
+from nas.service.searches import SearchSummary
+from nas.store import ArchitectureRecord
+
+
+class Budget(BaseModel):
+    architectures: int | None
+    seconds: float | None
+
+
+class SearchOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    strategy: str | None
+    evaluator: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    best_reward: float | None
+    architectures: int
+    budget: Budget
+    progress: float | None = Field(description="share of the architecture budget recorded")
+
+    @classmethod
+    def of(cls, item: SearchSummary) -> SearchOut:
+        record = item.search
+        return cls(
+            id=record.id, name=record.name, status=str(record.status),
+            strategy=(record.config.get("strategy") or {}).get("name"),
+            evaluator=(record.config.get("evaluator") or {}).get("name"),
+            created_at=record.created_at, started_at=record.started_at,
+            finished_at=record.finished_at, error=record.error, best_reward=record.best_reward,
+            architectures=item.architectures,
+            budget=Budget(architectures=item.budget_architectures, seconds=item.budget_seconds),
+            progress=item.progress)
+
+
+class SearchDetail(SearchOut):
+    config: dict[str, Any]
+
+
+class SearchPage(BaseModel):
+    items: list[SearchOut]
+    next_cursor: str | None
+
+
+class ArchitectureOut(BaseModel):
+    id: int
+    search_id: str
+    step: int
+    state: str
+    role: str
+    evaluator: str
+    genotype_id: str
+    genotype: dict[str, Any]
+    reward: float | None
+    accuracy: float | None
+    params: int | None
+    flops: int | None = Field(description="multiply-adds of one forward pass")
+    latency_ms: float | None
+    train_seconds: float | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ArchitectureRecord) -> ArchitectureOut:
+        return cls(
+            id=record.id, search_id=record.search_id, step=record.step, state=str(record.state),
+            role=record.role, evaluator=record.evaluator, genotype_id=record.genotype_id,
+            genotype=record.genotype.to_dict(), reward=record.reward, accuracy=record.accuracy,
+            params=record.params, flops=record.flops, latency_ms=record.latency_ms,
+            train_seconds=record.train_seconds, error=record.error,
+            created_at=record.created_at, finished_at=record.finished_at)
+
+
+class ArchitectureDetail(ArchitectureOut):
+    history: list[dict[str, Any]] = Field(description="per-epoch metrics of its training")
+    metrics: dict[str, Any]
+
+
+class ArchitecturePage(BaseModel):
+    items: list[ArchitectureOut]
+    next_cursor: str | None
+
+
+class ArchitectureLogs(BaseModel):
+    id: int
+    state: str
+    error: str | None
+    worker: dict[str, Any] | None = Field(description="where it ran: node, pid, device")
+    log: list[str]
+
+
+class DatasetOut(BaseModel):
+    id: str
+    classes: list[str]
+    images: int
+
+    @classmethod
+    def of(cls, imported: ImportedDataset) -> DatasetOut:
+        return cls(id=imported.id, classes=list(imported.classes), images=imported.images)
+
+
+class SessionIn(BaseModel):
+    token: str = Field(max_length=4096)
+
+
+class SessionOut(BaseModel):
+    csrf_token: str
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
