@@ -24,10 +24,11 @@ from nas.search import (
     ProgressCallback,
     StepReport,
     _budget_spent,
+    _cancelled,
     _checkpoint,
     _finish,
 )
-from nas.store import ArchitectureState, SearchStatus, Store
+from nas.store import ArchitectureState, Store
 from nas.strategies import Strategy
 from searchspace.genotype import Genotype
 
@@ -122,7 +123,7 @@ class _Loop:
                                      self.state.elapsed_seconds))
 
     def _cancelled(self) -> bool:
-        return self.store.get_search(self.search_id).status is SearchStatus.CANCELLED
+        return _cancelled(self.store, self.search_id)
 
     def _cancel(self) -> None:
         stopped = self.evaluator.cancel()

@@ -64,6 +64,10 @@ class EvaluatorConfig(_Section):
     # standalone
     epochs: int = Field(3, ge=1, description="training epochs per candidate (proxy budget)")
     reward_epochs: int = Field(1, ge=1, description="reward = best val accuracy of the last k")
+    # synthetic
+    synthetic_seconds: float = Field(
+        0.0, ge=0, le=60, description="synthetic: seconds each candidate takes (tests time)"
+    )
     # enas
     supernet_learning_rate: float = Field(
         0.01, gt=0, description="Adam, cosine-annealed over the planned supernet epochs"

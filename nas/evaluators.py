@@ -253,8 +253,10 @@ class SyntheticEvaluator(Evaluator):
     def __init__(self, config: SearchConfig) -> None:
         # A target seed of its own: the strategies' first samples use `config.seed` itself.
         self.objective = TokenMatchObjective(config.space.build(), seed=f"target-{config.seed}")
+        self.seconds = config.evaluator.synthetic_seconds
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
+        time.sleep(self.seconds * len(genotypes))
         return [
             Evaluation(state="COMPLETE", reward=score, accuracy=score)
             for score in map(self.objective, genotypes)

@@ -5,7 +5,13 @@ it. Every asked genotype is recorded before it is scored and ends COMPLETE, PRUN
 A checkpoint (strategy state, RNG states, step, elapsed seconds) is written every
 `checkpoint_every` steps; resuming drops the rows recorded after the last checkpoint and
 continues, so a resumed run asks the same genotypes as an uninterrupted one with that seed.
-Cancellation (the search's status set to `cancelled`, or Ctrl-C) stops at the next step.
+Cancellation (the search's status set to `cancelled`) stops at the next step; Ctrl-C, SIGTERM
+or SIGHUP (see `nas.signals`) stop at once: a checkpoint when the loop is between steps, status
+`interrupted` (resumable).
+
+A run owns its search (`nas.ownership`): a second run of the same search is refused while the
+first is alive, and every write goes through a store fenced by the run's lease, so a run whose
+search was taken over stops (`OwnershipLost`) without writing anything more.
 Evaluators that train candidates concurrently (Ray workers) take the asynchronous path of
 `nas.concurrent_search` instead of the step loop below.
 """
@@ -25,8 +31,17 @@ import torch
 from nas.config import SearchConfig
 from nas.data import load_dataset
 from nas.evaluators import ConcurrentEvaluator, Evaluation, Evaluator, create_evaluator
+from nas.ownership import OwnershipSettings, owning
 from nas.paths import weights_dir
-from nas.store import ArchitectureRecord, ArchitectureState, SearchRecord, SearchStatus, Store
+from nas.store import (
+    ArchitectureRecord,
+    ArchitectureState,
+    OwnershipLost,
+    SearchRecord,
+    SearchStatus,
+    Store,
+    StoreUnavailable,
+)
 from nas.strategies import Strategy, create
 
 logger = logging.getLogger(__name__)
@@ -71,57 +86,89 @@ def open_dataset(config: SearchConfig):
 
 def run_search(
     store: Store, search_id: str, *, progress: ProgressCallback | None = None,
-    evaluator: Evaluator | None = None,
+    evaluator: Evaluator | None = None, ownership: OwnershipSettings | None = None,
 ) -> SearchRecord:
-    """Run a queued search, or resume a failed, cancelled or interrupted one, to its end."""
-    record = store.get_search(search_id)
-    config = SearchConfig.model_validate(record.config)
-    strategy = create(config.strategy.name, config.space.build(), seed=config.seed,
-                      **config.strategy.options)
-    if evaluator is None:
-        needs_data = config.evaluator.name != "synthetic"
-        evaluator = create_evaluator(config, open_dataset(config) if needs_data else None,
-                                     weights_dir() / search_id)
-    state = _restore(store, search_id, strategy, evaluator)
-    if record.status is not SearchStatus.RUNNING:
-        store.set_status(search_id, SearchStatus.RUNNING)
-    store.add_event(search_id, "started", f"running from step {state.step}",
-                    {"step": state.step, "architectures": state.architectures})
-    started = time.perf_counter() - state.elapsed_seconds
+    """Run a queued search, or resume a failed, cancelled, interrupted or abandoned one, to its
+    end, as its one owner (`SearchOwned` while another live process runs it)."""
+    config = SearchConfig.model_validate(store.get_search(search_id).config)
+    with owning(store, search_id, ownership) as owned:
+        _run_owned(owned, search_id, config, progress, evaluator)
+    return store.get_search(search_id)
+
+
+def _run_owned(store: Store, search_id: str, config: SearchConfig,
+               progress: ProgressCallback | None, evaluator: Evaluator | None) -> None:
+    """The run itself, writing through the fenced `store` only."""
+    state = LoopState()
+    between_steps, checkpointed = False, None
     try:
+        strategy = create(config.strategy.name, config.space.build(), seed=config.seed,
+                          **config.strategy.options)
+        if evaluator is None:
+            needs_data = config.evaluator.name != "synthetic"
+            evaluator = create_evaluator(config, open_dataset(config) if needs_data else None,
+                                         weights_dir() / search_id)
+        state = _restore(store, search_id, strategy, evaluator)
+        store.add_event(search_id, "started", f"running from step {state.step}",
+                        {"step": state.step, "architectures": state.architectures})
+        started = time.perf_counter() - state.elapsed_seconds
+        between_steps, checkpointed = True, state.step
         if isinstance(evaluator, ConcurrentEvaluator):
             from nas.concurrent_search import run_concurrent
 
+            between_steps = False  # its checkpoints are taken in the loop only
             if run_concurrent(store, search_id, config, strategy, evaluator, state, started,
                               progress):
-                return store.get_search(search_id)
+                return
         while not _budget_spent(config, state):
-            if store.get_search(search_id).status is SearchStatus.CANCELLED:
+            if _cancelled(store, search_id):
                 store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
-                return store.get_search(search_id)
+                return
+            between_steps = False
             evaluator.before_step(state.step, strategy.ask)
             _run_step(store, search_id, config, strategy, evaluator, state)
             state.elapsed_seconds = time.perf_counter() - started
+            between_steps = True
             if state.step % config.checkpoint_interval == 0:
                 _checkpoint(store, search_id, strategy, evaluator, state)
+                checkpointed = state.step
             if progress is not None:
                 best = store.get_search(search_id).best_reward
                 progress(StepReport(state.step, state.architectures, best, state.elapsed_seconds))
+        between_steps = False
         _record_derived(store, search_id, evaluator, strategy, state)
-    except KeyboardInterrupt:
-        store.set_status(search_id, SearchStatus.CANCELLED, error="interrupted")
-        store.add_event(search_id, "cancelled", f"interrupted at step {state.step}")
+    except KeyboardInterrupt as interrupt:
+        if between_steps and checkpointed != state.step:
+            _checkpoint(store, search_id, strategy, evaluator, state)
+        reason = getattr(interrupt, "reason", "interrupted")
+        store.set_status(search_id, SearchStatus.INTERRUPTED, error=reason)
+        store.add_event(search_id, "interrupted", f"{reason} at step {state.step}")
         raise
+    except (OwnershipLost, StoreUnavailable):
+        raise  # another process owns the search, or the database is gone: write nothing
     except Exception as error:
         store.set_status(search_id, SearchStatus.FAILED, error=f"{type(error).__name__}: {error}")
         store.add_event(search_id, "failed", str(error))
         raise
     finally:
-        evaluator.close()
+        if evaluator is not None:
+            evaluator.close()
     _checkpoint(store, search_id, strategy, evaluator, state)
     store.add_event(search_id, "finished", f"{state.architectures} architectures",
                     {"architectures": state.architectures})
-    return store.set_status(search_id, SearchStatus.FINISHED)
+    store.set_status(search_id, SearchStatus.FINISHED)
+
+
+def _cancelled(store: Store, search_id: str) -> bool:
+    """Whether the search was cancelled; `OwnershipLost` when the fenced `store`'s lease is
+    not current any more (checked here too, so a run that lost its search stops before it
+    spends a step's work that no write could record)."""
+    record = store.get_search(search_id)
+    lease = store.lease
+    if lease is not None and (record.owner, record.owner_epoch) != (lease.owner, lease.epoch):
+        raise OwnershipLost(f"lost ownership of search {search_id} (epoch {lease.epoch}; now "
+                            f"{record.owner or 'released'}): this process stops without writing")
+    return record.status is SearchStatus.CANCELLED
 
 
 def best_architectures(store: Store, search_id: str, limit: int | None = None

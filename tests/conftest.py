@@ -1,9 +1,11 @@
 """Shared test settings: two threads (two cores; NAS_THREADS overrides); a fresh SQLite store."""
 
 import os
+import uuid
 
 import pytest
 import torch
+from sqlalchemy import create_engine, text
 
 from nas.store import Store
 
@@ -18,3 +20,25 @@ def store(tmp_path):
     """A migrated store in a new SQLite file."""
     with Store(f"sqlite:///{tmp_path / 'nas.db'}") as opened:
         yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A new empty database: a SQLite file, or (when NAS_TEST_POSTGRES_URL is set) a throwaway
+    schema of that PostgreSQL database, dropped after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nas.db'}"
+        return
+    server = os.environ.get("NAS_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip('PostgreSQL back end: NAS_TEST_POSTGRES_URL is not set '
+                    '(eval "$(bash .ci/postgres.sh)" sets it)')
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

@@ -137,6 +137,8 @@ def test_killed_search_resumes_to_the_uninterrupted_sequence(env, tmp_path):
     assert killed_id is not None
     shown = json.loads(nas(env, "show", killed_id, "--json").stdout)
     assert shown["status"] == "running"  # the kill left it running: nothing marked it
+    time.sleep(2)  # its owner's heartbeat goes stale (2 s here): the search can be taken over
+    env = env | {"NAS_HEARTBEAT_STALE_SECONDS": "2"}
     resumed = json.loads(nas(env, "resume", killed_id, "--json").stdout.strip().splitlines()[-1])
     assert resumed["status"] == "finished" and resumed["architectures"] == 8
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from nas.config import describe_validation_error
+from nas.store import OwnershipLost, ResumeLimitReached, SearchOwned
 from nas.threads import thread_count
 from nas.train import TrainingDiverged
 
@@ -20,7 +21,8 @@ zoo_app = typer.Typer(help="The classic architectures and the published referenc
                       no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 console = Console()
-USER_ERRORS = (ValueError, LookupError, OSError, TrainingDiverged)
+USER_ERRORS = (ValueError, LookupError, OSError, TrainingDiverged, SearchOwned, OwnershipLost,
+               ResumeLimitReached)
 
 
 def fail(message: str) -> NoReturn:

@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nas.cli.app import app, configure_threads, console, fail, user_errors
 from nas.config import SearchConfig, load_config, merge, parse_config
+from nas.ownership import OwnershipSettings
 from nas.search import StepReport, best_architectures, create_search, run_search
+from nas.signals import SearchInterrupted, interrupt_on_stop_signals
 from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
 from searchspace.genotype import describe_cell
 
@@ -54,20 +57,51 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
             best = "-" if step.best_reward is None else f"{step.best_reward:.4f}"
             bar.update(task, completed=step.architectures, best=best)
 
-        return run_search(store, search_id, progress=report)
+        try:
+            with interrupt_on_stop_signals():
+                return run_search(store, search_id, progress=report)
+        except SearchInterrupted as interrupt:
+            bar.stop()
+            Console(stderr=True).print(
+                f"search {search_id} {interrupt.reason}: checkpointed, status interrupted; "
+                f"continue with `nas resume {search_id}`", highlight=False, soft_wrap=True)
+            raise typer.Exit(interrupt.exit_status) from None
 
 
 def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
     best = [a for a in best_architectures(store, record.id, limit=1) if a.reward is not None]
+    age = record.heartbeat_age()
     return {
         "search_id": record.id,
         "name": record.name,
         "status": str(record.status),
+        "stale": record.is_stale(OwnershipSettings.from_env().stale_seconds),
+        "owner": record.owner,
+        "heartbeat_at": None if record.heartbeat_at is None else record.heartbeat_at.isoformat(),
+        "heartbeat_age_seconds": None if age is None else round(age, 1),
         "architectures": store.count_architectures(record.id, role="candidate"),
         "best_reward": best[0].reward if best else None,
         "best_genotype": best[0].genotype.to_dict() if best else None,
         "error": record.error,
     }
+
+
+def _status_text(summary: dict[str, Any]) -> str:
+    """The status, and for a running search whose owner is gone, how long it has been gone."""
+    if not summary["stale"]:
+        return summary["status"]
+    age = summary["heartbeat_age_seconds"]
+    if age is None:
+        return f"{summary['status']} (stale: no owner)"
+    return f"{summary['status']} (stale: heartbeat {_duration(age)} ago)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
 
 
 @app.command()
@@ -174,7 +208,7 @@ def searches(
     for column in ("id", "name", "status", "architectures", "best reward", "created"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["search_id"], row["name"], row["status"], str(row["architectures"]),
+        table.add_row(row["search_id"], row["name"], _status_text(row), str(row["architectures"]),
                       _number(row["best_reward"]), row["created_at"][:19])
     console.print(table)
 
@@ -194,7 +228,7 @@ def show(
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
         print(json.dumps(summary))
         return
-    console.print(f"search [bold]{record.id}[/] ({record.name}): {summary['status']}, "
+    console.print(f"search [bold]{record.id}[/] ({record.name}): {_status_text(summary)}, "
                   f"{summary['architectures']} architectures")
     if record.error:
         console.print(f"error: {record.error}", highlight=False)

@@ -4,8 +4,9 @@
 """
 
 from .engine import default_url
+from .errors import OwnershipLost, ResumeLimitReached, SearchOwned, StoreUnavailable
 from .models import ArchitectureState, SearchStatus
-from .records import ArchitectureRecord, CheckpointRecord, EventRecord, SearchRecord
+from .records import ArchitectureRecord, CheckpointRecord, EventRecord, Lease, SearchRecord
 from .store import InvalidTransition, Store, UnknownArchitecture, UnknownSearch
 
 __all__ = [
@@ -14,9 +15,14 @@ __all__ = [
     "CheckpointRecord",
     "EventRecord",
     "InvalidTransition",
+    "Lease",
+    "OwnershipLost",
+    "ResumeLimitReached",
     "SearchRecord",
+    "SearchOwned",
     "SearchStatus",
     "Store",
+    "StoreUnavailable",
     "UnknownArchitecture",
     "UnknownSearch",
     "default_url",

@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_IDLE_TRANSACTION_TIMEOUT = "30s"  # a frozen process's open transaction ends, and
+# with it the row lock it held (a claim would wait for it for ever otherwise)
 WRITE_OPTION = "nas_store_write"  # execution option of write transactions: BEGIN IMMEDIATE
 
 
@@ -27,17 +29,28 @@ def create_store_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout and real BEGINs."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
+        if parsed.get_backend_name() == "postgresql":
+            event.listen(engine, "connect", _configure_postgresql)
+        return engine
     if parsed.database in (None, "", ":memory:"):
         engine = create_engine(
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, pool_pre_ping=True)
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_sqlite)
     return engine
+
+
+def _configure_postgresql(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET idle_in_transaction_session_timeout = "
+                   f"'{POSTGRES_IDLE_TRANSACTION_TIMEOUT}'")
+    cursor.close()
+    dbapi_connection.commit()
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -29,13 +29,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class SearchStatus(enum.StrEnum):
-    """Lifecycle of a search: queued -> running -> finished | failed | cancelled."""
+    """Lifecycle of a search: queued -> running -> finished | failed | cancelled | interrupted
+    (stopped by a signal; resumable like failed and cancelled)."""
 
     QUEUED = "queued"
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
 
 class ArchitectureState(enum.StrEnum):
@@ -110,6 +112,13 @@ class Search(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # One owner at a time (see `Store.claim_search`): the process running the search, the
+    # fencing token every one of its writes carries (raised at each claim), its last heartbeat,
+    # and the claims that resumed it since it last made progress (a checkpoint).
+    owner: Mapped[str | None] = mapped_column(String(64))
+    owner_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    heartbeat_at: Mapped[datetime | None]
+    resume_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Architecture(Base):

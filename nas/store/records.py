@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from searchspace.genotype import Genotype
@@ -22,8 +22,38 @@ class SearchRecord:
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    owner: str | None
+    """The process running the search now (None: nobody; see `Store.claim_search`)."""
+    owner_epoch: int
+    heartbeat_at: datetime | None
+    resume_attempts: int
     best_reward: float | None
     """The highest reward of the search's COMPLETE architectures (any role), if any."""
+
+    def heartbeat_age(self, now: datetime | None = None) -> float | None:
+        """Seconds since the owner's last heartbeat (None: no heartbeat)."""
+        if self.heartbeat_at is None:
+            return None
+        return ((now or datetime.now(UTC)) - self.heartbeat_at).total_seconds()
+
+    def is_stale(self, stale_after: float, now: datetime | None = None) -> bool:
+        """Running, but its owner is gone: no owner, or no heartbeat for `stale_after` s."""
+        if self.status is not SearchStatus.RUNNING:
+            return False
+        age = self.heartbeat_age(now)
+        return self.owner is None or age is None or age >= stale_after
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Ownership of a search: the owner's id and the epoch (fencing token) of its claim.
+
+    A store opened with `Store.fenced(lease)` refuses every write once the search has another
+    epoch (another process took it over, or the lease was released)."""
+
+    search_id: str
+    owner: str
+    epoch: int
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,18 @@
 
 A SQLite file by default (`$NAS_DATABASE_URL`, else `$NAS_HOME/nas.db`), PostgreSQL in compose.
 Opening a store migrates its database to the newest schema. Every public method is one short
-transaction and returns frozen records, so several processes can share one database.
+transaction and returns frozen records, so several processes can share one database; a method
+that meets a transient error (the server restarting) runs again for a grace period.
+
+A search has one owner at a time: `claim_search` takes it atomically (row lock, or SQLite's
+write lock) and hands out a `Lease`; `fenced(lease)` gives a store whose every write checks, in
+its own transaction, that the lease is still current, so a process that was paused while
+another took its search over cannot write once it wakes up.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -15,29 +22,37 @@ from dataclasses import fields
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Select, delete, func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from searchspace.genotype import Genotype
 
 from . import migrations
 from .engine import WRITE_OPTION, create_store_engine, default_url
+from .errors import OwnershipLost, ResumeLimitReached, SearchOwned
 from .models import Architecture, ArchitectureState, Checkpoint, Event, Search, SearchStatus, utcnow
 from .pages import PageQueries
-from .records import ArchitectureRecord, CheckpointRecord, EventRecord, SearchRecord
+from .records import ArchitectureRecord, CheckpointRecord, EventRecord, Lease, SearchRecord
+from .retry import OPEN_ERRORS, describe_open_error, grace_seconds, masked, retried
 
 SEARCH_TRANSITIONS: dict[SearchStatus, frozenset[SearchStatus]] = {
     SearchStatus.QUEUED: frozenset(
         {SearchStatus.RUNNING, SearchStatus.CANCELLED, SearchStatus.FAILED}
     ),
     SearchStatus.RUNNING: frozenset(
-        {SearchStatus.FINISHED, SearchStatus.FAILED, SearchStatus.CANCELLED, SearchStatus.QUEUED}
+        {SearchStatus.FINISHED, SearchStatus.FAILED, SearchStatus.CANCELLED, SearchStatus.QUEUED,
+         SearchStatus.INTERRUPTED}
     ),
     SearchStatus.FAILED: frozenset({SearchStatus.QUEUED, SearchStatus.RUNNING}),
     SearchStatus.CANCELLED: frozenset({SearchStatus.QUEUED, SearchStatus.RUNNING}),
+    SearchStatus.INTERRUPTED: frozenset(
+        {SearchStatus.QUEUED, SearchStatus.RUNNING, SearchStatus.CANCELLED, SearchStatus.FAILED}
+    ),
     SearchStatus.FINISHED: frozenset(),
 }
-ENDED_STATUSES = frozenset({SearchStatus.FINISHED, SearchStatus.FAILED, SearchStatus.CANCELLED})
+ENDED_STATUSES = frozenset({SearchStatus.FINISHED, SearchStatus.FAILED, SearchStatus.CANCELLED,
+                            SearchStatus.INTERRUPTED})
+ABNORMAL_ENDS = frozenset({SearchStatus.RUNNING, SearchStatus.INTERRUPTED})
+"""Statuses a claim resumes without a user's decision: a dead owner's, or a signal's."""
 FINAL_STATES = frozenset(
     {ArchitectureState.COMPLETE, ArchitectureState.PRUNED, ArchitectureState.FAIL}
 )
@@ -70,6 +85,18 @@ def _json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value))
 
 
+def _previous_run(search: Search, heartbeat_age: float | None) -> str | None:
+    """What ended the search's last run, for a claim that resumes it (None: a first run)."""
+    if search.status is SearchStatus.RUNNING:
+        if search.owner is None:
+            return "left running without an owner"
+        return (f"owner {search.owner} stopped (last heartbeat "
+                f"{'never' if heartbeat_age is None else f'{heartbeat_age:.0f} s ago'})")
+    if search.status in (SearchStatus.QUEUED,) and search.started_at is None:
+        return None
+    return f"{search.status}" + (f": {search.error}" if search.error else "")
+
+
 def _best_reward() -> ColumnElement[float | None]:
     return (
         select(func.max(Architecture.reward))
@@ -86,16 +113,38 @@ class Store(PageQueries):
     """The storage interface of the service; see the module docstring."""
 
     def __init__(self, url: str | None = None) -> None:
+        """Open (and migrate) the database at `url`; `StoreUnavailable` (one line naming the
+        database and the cause) when it is malformed, unreachable or not a database."""
         self.url = url or default_url()
-        self._engine = create_store_engine(self.url)
-        self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
-        migrations.upgrade(self._writer)
+        self.grace_seconds = grace_seconds()
+        self._lease: Lease | None = None
+        self._owns_engine = True
+        try:
+            self._engine = create_store_engine(self.url)
+            self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
+            migrations.upgrade(self._writer)
+        except OPEN_ERRORS as error:
+            if hasattr(self, "_engine"):
+                self._engine.dispose()
+            raise describe_open_error(self.url, error) from error
 
     def __repr__(self) -> str:
-        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Store({masked(self.url)!r})"
+
+    def fenced(self, lease: Lease) -> Store:
+        """This store (same engine) with every write fenced by `lease`: a write raises
+        `OwnershipLost`, and changes nothing, once the search has another epoch or owner."""
+        fenced = copy.copy(self)
+        fenced._lease, fenced._owns_engine = lease, False
+        return fenced
+
+    @property
+    def lease(self) -> Lease | None:
+        return self._lease
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -106,10 +155,108 @@ class Store(PageQueries):
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
         with Session(self._writer if write else self._engine) as session, session.begin():
+            if write and self._lease is not None:
+                self._check_lease(session, self._lease)
             yield session
+
+    @staticmethod
+    def _check_lease(session: Session, lease: Lease) -> None:
+        """Lock the search row (PostgreSQL; SQLite's write lock is held already) and refuse
+        the transaction unless `lease` is still the current one."""
+        row = session.execute(
+            select(Search.owner, Search.owner_epoch)
+            .where(Search.id == lease.search_id)
+            .with_for_update()
+        ).first()
+        if row is None or (row.owner, row.owner_epoch) != (lease.owner, lease.epoch):
+            now = "released" if row is None or row.owner is None else (
+                f"now owned by {row.owner}, epoch {row.owner_epoch}")
+            raise OwnershipLost(
+                f"lost ownership of search {lease.search_id} (epoch {lease.epoch}; {now}): "
+                "this process stops without writing"
+            )
+
+    # ownership
+
+    @retried
+    def claim_search(
+        self, search_id: str, owner: str, *, stale_after: float, max_resumes: int | None = None
+    ) -> Lease:
+        """Make `owner` the search's owner and set it running, atomically; its `Lease`.
+
+        Refused (`SearchOwned`) while another owner's heartbeat is younger than `stale_after`
+        seconds. A claim that resumes a search its last owner left running (it died) or
+        interrupted counts a resume attempt; past `max_resumes` attempts without progress (a
+        checkpoint) the search is marked failed with the reason (`ResumeLimitReached`).
+        A finished search cannot be claimed (`InvalidTransition`)."""
+        with self._session(write=True) as session:
+            search = self._search(session, search_id, for_update=True)
+            if search.status is SearchStatus.FINISHED:
+                raise InvalidTransition(f"search {search_id} already finished; nothing to run")
+            now = utcnow()
+            age = None if search.heartbeat_at is None else (
+                now - search.heartbeat_at).total_seconds()
+            if search.owner not in (None, owner) and age is not None and age < stale_after:
+                raise SearchOwned(
+                    f"search {search_id} is owned by a live process (owner {search.owner}, "
+                    f"heartbeat {age:.0f} s ago); stop it first, or wait {stale_after:g} s "
+                    "after it died (NAS_HEARTBEAT_STALE_SECONDS)"
+                )
+            previous = _previous_run(search, age)
+            attempts = search.resume_attempts + 1 if search.status in ABNORMAL_ENDS else 0
+            if max_resumes is not None and attempts > max_resumes:
+                reason = (f"resumed {attempts - 1} times without progress (limit "
+                          f"{max_resumes}); last error: {previous}")
+                search.status, search.error, search.finished_at = (
+                    SearchStatus.FAILED, reason, now)
+                search.owner, search.heartbeat_at = None, None
+                session.add(Event(search_id=search_id, kind="failed", message=reason))
+            else:
+                reason = None
+                search.owner, search.owner_epoch = owner, search.owner_epoch + 1
+                search.heartbeat_at, search.resume_attempts = now, attempts
+                if search.started_at is None:
+                    search.started_at = now
+                search.status, search.finished_at, search.error = (
+                    SearchStatus.RUNNING, None, None)
+                if previous is not None:
+                    session.add(Event(search_id=search_id, kind="claimed",
+                                      message=f"{owner} resumes it (attempt {attempts}); "
+                                      f"before: {previous}",
+                                      data={"owner": owner, "attempt": attempts}))
+                lease = Lease(search_id, owner, search.owner_epoch)
+        if reason is not None:
+            raise ResumeLimitReached(f"search {search_id} failed: {reason}")
+        return lease
+
+    @retried
+    def heartbeat(self) -> None:
+        """Record that the fenced store's owner is alive (`OwnershipLost` when it is not the
+        owner any more)."""
+        lease = self._require_lease()
+        with self._session(write=True) as session:
+            self._search(session, lease.search_id).heartbeat_at = utcnow()
+
+    @retried
+    def release_search(self) -> bool:
+        """Give up the fenced store's lease; False when it was not current any more."""
+        lease = self._require_lease()
+        try:
+            with self._session(write=True) as session:
+                search = self._search(session, lease.search_id)
+                search.owner, search.heartbeat_at = None, None
+        except OwnershipLost:
+            return False
+        return True
+
+    def _require_lease(self) -> Lease:
+        if self._lease is None:
+            raise ValueError("this store holds no lease: use store.fenced(lease)")
+        return self._lease
 
     # searches
 
+    @retried
     def create_search(self, name: str, config: dict[str, Any], seed: int) -> SearchRecord:
         """A new search in status `queued`."""
         search = Search(
@@ -121,10 +268,12 @@ class Store(PageQueries):
             session.flush()
             return _record(SearchRecord, search, best_reward=None)
 
+    @retried
     def get_search(self, search_id: str) -> SearchRecord:
         with self._session() as session:
             return self._search_record(session, search_id)
 
+    @retried
     def list_searches(self, limit: int | None = None) -> list[SearchRecord]:
         """Searches, newest first."""
         query = (
@@ -138,6 +287,7 @@ class Store(PageQueries):
                 for search, best in session.execute(query)
             ]
 
+    @retried
     def latest_search(self, status: SearchStatus | None = None) -> SearchRecord | None:
         """The newest search (in `status`, if given), or None."""
         query = select(Search, _best_reward()).order_by(
@@ -149,6 +299,7 @@ class Store(PageQueries):
             row = session.execute(query.limit(1)).first()
             return None if row is None else _record(SearchRecord, row[0], best_reward=row[1])
 
+    @retried
     def set_status(
         self, search_id: str, status: SearchStatus, error: str | None = None
     ) -> SearchRecord:
@@ -174,6 +325,7 @@ class Store(PageQueries):
             session.flush()
             return self._search_record(session, search_id)
 
+    @retried
     def delete_search(self, search_id: str) -> None:
         """Delete a search with its architectures, events and checkpoints."""
         with self._session(write=True) as session:
@@ -183,6 +335,7 @@ class Store(PageQueries):
 
     # architectures
 
+    @retried
     def add_architectures(
         self,
         search_id: str,
@@ -209,6 +362,7 @@ class Store(PageQueries):
             session.flush()
             return [row.id for row in rows]
 
+    @retried
     def start_architecture(self, architecture_id: int) -> ArchitectureRecord:
         """WAITING -> RUNNING."""
         with self._session(write=True) as session:
@@ -221,6 +375,7 @@ class Store(PageQueries):
             session.flush()
             return _record(ArchitectureRecord, row)
 
+    @retried
     def finish_architecture(
         self,
         architecture_id: int,
@@ -256,10 +411,12 @@ class Store(PageQueries):
             session.flush()
             return _record(ArchitectureRecord, row)
 
+    @retried
     def get_architecture(self, architecture_id: int) -> ArchitectureRecord:
         with self._session() as session:
             return _record(ArchitectureRecord, self._architecture(session, architecture_id))
 
+    @retried
     def architectures(
         self,
         search_id: str,
@@ -281,6 +438,7 @@ class Store(PageQueries):
             self._search(session, search_id)
             return [_record(ArchitectureRecord, row) for row in session.scalars(query)]
 
+    @retried
     def best_architecture(
         self, search_id: str, rank: int = 1, role: str | None = None
     ) -> ArchitectureRecord:
@@ -302,6 +460,7 @@ class Store(PageQueries):
                 )
             return _record(ArchitectureRecord, best)
 
+    @retried
     def count_architectures(
         self, search_id: str, state: ArchitectureState | None = None, role: str | None = None
     ) -> int:
@@ -310,6 +469,7 @@ class Store(PageQueries):
             self._search(session, search_id)
             return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
+    @retried
     def delete_architectures_after(self, search_id: str, step: int) -> int:
         """Delete a search's architectures with step > `step` (resuming from a checkpoint taken
         at `step` records them again); how many were deleted."""
@@ -324,6 +484,7 @@ class Store(PageQueries):
 
     # events
 
+    @retried
     def add_event(
         self, search_id: str, kind: str, message: str, data: dict[str, Any] | None = None
     ) -> int:
@@ -335,6 +496,7 @@ class Store(PageQueries):
             session.flush()
             return row.id
 
+    @retried
     def events(
         self, search_id: str, after_id: int = 0, limit: int | None = None
     ) -> list[EventRecord]:
@@ -351,6 +513,7 @@ class Store(PageQueries):
 
     # checkpoints
 
+    @retried
     def save_checkpoint(self, search_id: str, step: int, payload: bytes, keep: int = 2) -> int:
         """Save a checkpoint taken at `step`, keeping only the newest `keep`; its id."""
         if keep < 1:
@@ -368,8 +531,10 @@ class Store(PageQueries):
             ).all()
             if older:
                 session.execute(delete(Checkpoint).where(Checkpoint.id.in_(older)))
+            self._search(session, search_id).resume_attempts = 0  # it made progress
             return row.id
 
+    @retried
     def latest_checkpoint(self, search_id: str) -> CheckpointRecord | None:
         """The checkpoint saved last, or None."""
         query = (
