@@ -192,6 +192,14 @@ class WorkersConfig(_Section):
         return self
 
 
+class RunnerConfig(_Section):
+    """What the process that runs the search (the server's runner: a Ray actor) asks for; an
+    ENAS search trains its supernet there, so `gpus: 1` puts it on a GPU node."""
+
+    cpus: float = Field(1.0, gt=0, le=1024)
+    gpus: float = Field(0.0, ge=0, le=64)
+
+
 class SearchConfig(_Section):
     name: str = Field("search", min_length=1, max_length=200)
     seed: int = 0
@@ -203,6 +211,7 @@ class SearchConfig(_Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     workers: WorkersConfig | None = Field(None, description="train candidates on Ray")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
     samples_per_step: int = Field(4, ge=1, description="architectures asked and told per step")
     checkpoint_every: int | None = Field(
         None, ge=1, description="steps between checkpoints (default: every supernet epoch for "

@@ -1,0 +1,69 @@
+"""`create_app(settings)`: the FastAPI application (routes, auth, errors, metrics, runs).
+
+Thin by design: every route calls `nas.service`, and a user error raised there becomes a JSON
+`{"detail": ...}` with its status (`nas.service.errors.http_status`); anything else is a 500
+with no traceback in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from nas.service.errors import describe, http_status
+from nas.service.runs import Launcher, ProcessLauncher, RunScheduler
+from nas.store import Store
+from server.metrics import Metrics
+from server.routes import architectures, datasets, health, searches, session
+from server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def create_launcher(settings: ServerSettings) -> Launcher:
+    if settings.runner == "process":
+        return ProcessLauncher(settings.store_url, settings.home)
+    from workers.search_actors import RayLauncher
+
+    return RayLauncher(settings.store_url, settings.home, settings.ray_address)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runs = RunScheduler(app.state.store, create_launcher(settings),
+                            max_running=settings.max_running_searches)
+        app.state.runs = runs
+        runs.start()
+        try:
+            yield
+        finally:
+            runs.close()
+            app.state.store.close()
+
+    app = FastAPI(title="nas-service", version="0.1.0", lifespan=lifespan,
+                  description="Neural architecture search: launch, follow, cancel and resume "
+                  "searches; every sampled architecture; exports of the best.")
+    app.state.settings = settings
+    app.state.store = Store(settings.store_url)
+    app.state.metrics = Metrics(app.state.store)
+    app.middleware("http")(app.state.metrics.middleware)
+    app.add_exception_handler(Exception, _error_response)
+    for module in (health, session, searches, architectures, datasets):
+        app.include_router(module.router)
+    return app
+
+
+async def _error_response(request: Request, error: Exception) -> JSONResponse:
+    status = http_status(error)
+    if status is None:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path,
+                         exc_info=error)
+        return JSONResponse({"detail": "internal error; see the server's log"}, status_code=500)
+    return JSONResponse({"detail": describe(error)}, status_code=status)

@@ -1,0 +1,96 @@
+"""`RayLauncher`: each search run by a detached Ray actor (`workers.runner.SearchRunner`) that
+asks Ray for the CPUs and GPUs of the config's `runner` section, so an ENAS search trains its
+supernet on a GPU node of the cluster, not in the API process.
+
+Actors are named `nas-search-<id>` in the `nas` namespace, so a restarted server finds the
+runs that are still going. An ended run's actor is killed, which frees its resources.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from nas.config import SearchConfig
+from workers.cluster import connect
+from workers.runner import SearchRunner
+
+logger = logging.getLogger(__name__)
+NAMESPACE = "nas"
+
+
+def actor_name(search_id: str) -> str:
+    return f"nas-search-{search_id}"
+
+
+class RayLauncher:
+    def __init__(self, store_url: str, home: Path, address: str | None = None) -> None:
+        connect(address)
+        self.store_url, self.home = store_url, home.resolve()
+        self._runs: dict[str, tuple[Any, Any]] = {}  # search id -> (actor, ref of its join)
+
+    def start(self, search_id: str, config: SearchConfig) -> None:
+        self._kill(search_id)  # a relaunch replaces a run that lost its search
+        actor = ray.remote(SearchRunner).options(
+            name=actor_name(search_id), namespace=NAMESPACE, lifetime="detached",
+            num_cpus=config.runner.cpus, num_gpus=config.runner.gpus, max_concurrency=4,
+            runtime_env={"env_vars": {"NAS_HOME": str(self.home)}},
+        ).remote(self.store_url)
+        actor.start.remote(search_id)
+        self._runs[search_id] = (actor, actor.join.remote())
+
+    def alive(self, search_id: str) -> bool:
+        run = self._runs.get(search_id)
+        if run is None:
+            return False
+        ready, _ = ray.wait([run[1]], timeout=0)
+        return not ready
+
+    def stop(self, search_id: str) -> None:
+        self._kill(search_id)
+
+    def reap(self) -> list[tuple[str, str]]:
+        ended = []
+        for search_id in [key for key in self._runs if not self.alive(key)]:
+            _, joined = self._runs[search_id]
+            try:
+                status = ray.get(joined, timeout=5)
+                how = f"ended ({status.get('error') or status.get('status')})"
+            except Exception as error:  # the actor died
+                how = f"died: {type(error).__name__}"
+            self._kill(search_id)
+            ended.append((search_id, f"Ray actor {actor_name(search_id)} {how}"))
+        return ended
+
+    def check_resources(self, config: SearchConfig) -> None:
+        from nas.service.errors import InvalidInput
+
+        totals = ray.cluster_resources()
+        for field, key in (("cpus", "CPU"), ("gpus", "GPU")):
+            asked, available = getattr(config.runner, field), totals.get(key, 0.0)
+            if asked > available:
+                raise InvalidInput(f"runner.{field}: the search asks for {asked:g} {key}(s); "
+                                   f"the Ray cluster has {available:g}")
+
+    def health(self) -> str:
+        return "ok" if ray.is_initialized() else "Ray is not connected"
+
+    def close(self) -> None:
+        self._runs.clear()
+
+    def _kill(self, search_id: str) -> None:
+        run = self._runs.pop(search_id, None)
+        actor = run[0] if run is not None else _existing_actor(search_id)
+        if actor is not None:
+            ray.kill(actor)
+
+
+def _existing_actor(search_id: str) -> Any | None:
+    """The actor of a run started earlier (by a server that restarted since), if any."""
+    try:
+        return ray.get_actor(actor_name(search_id), namespace=NAMESPACE)
+    except ValueError:
+        return None
