@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from nas.service.errors import describe, http_status
+from nas.service.errors import STATUS_BY_TYPE, describe, http_status
 from nas.service.runs import Launcher, ProcessLauncher, RunScheduler
 from nas.store import Store
 from server.metrics import Metrics
@@ -54,7 +54,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.store = Store(settings.store_url)
     app.state.metrics = Metrics(app.state.store)
     app.middleware("http")(app.state.metrics.middleware)
-    app.add_exception_handler(Exception, _error_response)
+    for error_type, _ in STATUS_BY_TYPE:
+        app.add_exception_handler(error_type, _error_response)
+    app.add_exception_handler(Exception, _error_response)  # a bug: JSON 500, no traceback
     for module in (health, session, searches, architectures, datasets):
         app.include_router(module.router)
     return app

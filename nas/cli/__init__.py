@@ -12,6 +12,7 @@ prefer_passive_openmp()  # before torch loads: OpenMP reads its wait policy then
 from nas.cli import (  # noqa: E402, F401  (they register commands)
     export_commands,
     search_commands,
+    serve_commands,
     train_commands,
     worker_commands,
 )

@@ -112,9 +112,10 @@ def _best_reward() -> ColumnElement[float | None]:
 class Store(PageQueries):
     """The storage interface of the service; see the module docstring."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         """Open (and migrate) the database at `url`; `StoreUnavailable` (one line naming the
-        database and the cause) when it is malformed, unreachable or not a database."""
+        database and the cause) when it is malformed, unreachable or not a database. With
+        `migrate` False an out-of-date schema raises `SchemaOutOfDate` instead."""
         self.url = url or default_url()
         self.grace_seconds = grace_seconds()
         self._lease: Lease | None = None
@@ -122,7 +123,10 @@ class Store(PageQueries):
         try:
             self._engine = create_store_engine(self.url)
             self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
-            migrations.upgrade(self._writer)
+            if migrate:
+                migrations.upgrade(self._writer)
+            else:
+                migrations.check_current(self._engine)
         except OPEN_ERRORS as error:
             if hasattr(self, "_engine"):
                 self._engine.dispose()

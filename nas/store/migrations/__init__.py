@@ -12,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 SCRIPT_LOCATION = Path(__file__).parent
@@ -39,3 +41,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+class SchemaOutOfDate(ValueError):
+    """The database is not at the newest schema and was opened without migrating it."""
+
+
+def check_current(engine: Engine) -> None:
+    """`SchemaOutOfDate` unless the database behind `engine` is at the newest revision."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        raise SchemaOutOfDate(f"the database is at schema revision {current or 'none'}, this "
+                              f"version needs {head}: run `nas db upgrade`")

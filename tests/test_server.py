@@ -1,0 +1,225 @@
+"""The REST API through HTTP (FastAPI's TestClient over the real app): searches run as real
+`nas resume` processes on a real SQLite file or PostgreSQL schema."""
+
+import io
+import json
+import os
+import time
+import zipfile
+
+import pytest
+from PIL import Image
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def synthetic(name="api", architectures=8, seconds=0.0, **extra):
+    return {"name": name, "seed": 1, "strategy": {"name": "random"},
+            "evaluator": {"name": "synthetic", "synthetic_seconds": seconds},
+            "budget": {"architectures": architectures}, "samples_per_step": 2, **extra}
+
+
+@pytest.fixture
+def client(tmp_path, database_url, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NAS_THREADS", "1")
+    settings = ServerSettings(api_token=TOKEN, database_url=database_url, runner="process",
+                              home=tmp_path / "home", max_running_searches=1)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def wait_for(client, search_id, statuses=("finished",), timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/searches/{search_id}").json()
+        if body["status"] in statuses:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"search {search_id} still {body['status']} after {timeout} s")
+
+
+def launch(client, config):
+    response = client.post("/api/v1/searches", json=config, headers=AUTH)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_health_readiness_and_metrics(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz").json()
+    assert ready == {"status": "ok", "checks": {"database": "ok", "runner": "ok"}}
+    text = client.get("/metrics").text
+    assert 'nas_searches{status="queued"}' in text
+    assert 'nas_http_requests_total{route="/readyz",status="200"}' in text
+
+
+def test_a_launched_search_runs_and_its_architectures_page_by_reward(client):
+    search_id = launch(client, synthetic(architectures=24))
+    body = wait_for(client, search_id)
+    assert body["architectures"] == 24 and body["progress"] == 1.0
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 5, "sort": "reward"} | ({"cursor": cursor} if cursor else {})
+        page = client.get(f"/api/v1/searches/{search_id}/architectures", params=params).json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 24 and len({row["id"] for row in seen}) == 24
+    rewards = [row["reward"] for row in seen]
+    assert rewards == sorted(rewards, reverse=True)
+    best = client.get(f"/api/v1/searches/{search_id}/best").json()
+    assert best["reward"] == rewards[0] == body["best_reward"]
+    detail = client.get(f"/api/v1/architectures/{best['id']}").json()
+    assert detail["genotype"] == best["genotype"] and detail["state"] == "COMPLETE"
+    by_step = client.get(f"/api/v1/searches/{search_id}/architectures",
+                         params={"sort": "step", "limit": 100}).json()["items"]
+    assert [row["step"] for row in by_step] == sorted(row["step"] for row in by_step)
+
+
+def test_writes_need_the_token(client):
+    config = synthetic()
+    assert client.post("/api/v1/searches", json=config).status_code == 401
+    wrong = client.post("/api/v1/searches", json=config,
+                        headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json() == {"detail": "wrong API token"}
+    assert client.get("/api/v1/searches").status_code == 200  # reads are open by default
+
+
+def test_the_dashboard_session_needs_its_csrf_token(client):
+    assert client.post("/session", json={"token": "nope"}).status_code == 401
+    signed_in = client.post("/session", json={"token": TOKEN})
+    assert signed_in.status_code == 200
+    csrf = signed_in.json()["csrf_token"]
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    without = client.post("/api/v1/searches", json=synthetic())
+    assert without.status_code == 403 and "X-CSRF-Token" in without.json()["detail"]
+    forged = client.post("/api/v1/searches", json=synthetic(), headers={"X-CSRF-Token": "x"})
+    assert forged.status_code == 403
+    assert client.post("/api/v1/searches", json=synthetic(),
+                       headers={"X-CSRF-Token": csrf}).status_code == 201
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/api/v1/searches/nosuchsearch", 404), ("/api/v1/architectures/99999", 404),
+    ("/api/v1/searches/nosuchsearch/architectures", 404),
+    ("/api/v1/searches?cursor=!!!", 422), ("/api/v1/searches?status=lost", 422),
+])
+def test_bad_reads_are_json_errors(client, path, status):
+    response = client.get(path)
+    assert response.status_code == status and "detail" in response.json()
+
+
+def test_a_bad_config_names_the_field(client):
+    response = client.post("/api/v1/searches", json=synthetic() | {"samples_per_step": 0},
+                           headers=AUTH)
+    assert response.status_code == 422
+    assert "samples_per_step" in json.dumps(response.json()["detail"])
+
+
+def test_a_dataset_path_outside_the_datasets_folder_is_refused(client, tmp_path):
+    config = synthetic() | {"dataset": {"name": "imagefolder", "path": "/etc"}}
+    response = client.post("/api/v1/searches", json=config, headers=AUTH)
+    assert response.status_code == 422 and "outside the folders" in response.json()["detail"]
+    assert client.get("/api/v1/searches").json()["items"] == []
+
+
+def test_cancel_delete_and_resume_follow_the_lifecycle(client):
+    search_id = launch(client, synthetic(architectures=400, seconds=0.05))
+    wait_for(client, search_id, ("running",))
+    assert client.delete(f"/api/v1/searches/{search_id}", headers=AUTH).status_code == 409
+    cancelled = client.post(f"/api/v1/searches/{search_id}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    time.sleep(1.5)
+    stopped_at = client.get(f"/api/v1/searches/{search_id}").json()["architectures"]
+    time.sleep(1.5)
+    assert client.get(f"/api/v1/searches/{search_id}").json()["architectures"] == stopped_at
+    assert client.post(f"/api/v1/searches/{search_id}/cancel",
+                       headers=AUTH).status_code == 409
+    assert client.post(f"/api/v1/searches/{search_id}/resume",
+                       headers=AUTH).json()["status"] == "queued"
+    body = wait_for(client, search_id, timeout=180)
+    assert body["architectures"] == 400
+    rows = client.get(f"/api/v1/searches/{search_id}/architectures",
+                      params={"limit": 1000, "sort": "step"}).json()["items"]
+    assert len(rows) == 400 and {row["state"] for row in rows} == {"COMPLETE"}
+    assert client.delete(f"/api/v1/searches/{search_id}", headers=AUTH).status_code == 204
+    assert client.get(f"/api/v1/searches/{search_id}").status_code == 404
+
+
+def test_searches_beyond_the_cap_wait_their_turn(client):
+    ids = [launch(client, synthetic(name=f"s{index}", architectures=6, seconds=0.2))
+           for index in range(3)]
+    most_running = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        statuses = [client.get(f"/api/v1/searches/{search_id}").json()["status"]
+                    for search_id in ids]
+        most_running = max(most_running, statuses.count("running"))
+        if statuses == ["finished"] * 3:
+            break
+        time.sleep(0.1)
+    assert statuses == ["finished"] * 3 and most_running == 1
+
+
+def test_events_stream_to_the_end_and_resume_from_last_event_id(client):
+    search_id = launch(client, synthetic(architectures=4))
+    wait_for(client, search_id)
+    with client.stream("GET", f"/api/v1/searches/{search_id}/events") as stream:
+        text = "".join(stream.iter_text())
+    ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+    kinds = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+    assert "finished" in kinds and kinds[-1] == "end" and ids == sorted(ids)
+    with client.stream("GET", f"/api/v1/searches/{search_id}/events",
+                       headers={"Last-Event-ID": str(ids[1])}) as stream:
+        rest = "".join(stream.iter_text())
+    assert [int(line[4:]) for line in rest.splitlines() if line.startswith("id: ")] == ids[2:]
+
+
+def image_zip(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def png():
+    buffer = io.BytesIO()
+    Image.new("RGB", (10, 10), (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_datasets_upload_and_hostile_archives(client, tmp_path):
+    good = {f"{label}/{index}.png": png() for label in ("cats", "dogs") for index in range(3)}
+    files = {"file": ("photos.zip", image_zip(good), "application/zip")}
+    assert client.post("/api/v1/datasets", files=files).status_code == 401
+    created = client.post("/api/v1/datasets", files=files, headers=AUTH)
+    assert created.status_code == 201, created.text
+    dataset = created.json()
+    assert dataset["classes"] == ["cats", "dogs"] and dataset["images"] == 6
+    assert client.get("/api/v1/datasets").json() == [dataset]
+    hostile = {
+        "traversal": image_zip(good | {"../../evil.png": png()}),
+        "absolute": image_zip(good | {"/tmp/evil.png": png()}),
+        "not an archive": os.urandom(2048),
+        "one class": image_zip({"cats/0.png": png()}),
+        "broken image": image_zip(good | {"dogs/x.png": b"not a png"}),
+    }
+    for reason, content in hostile.items():
+        response = client.post("/api/v1/datasets", headers=AUTH,
+                               files={"file": ("up.zip", content, "application/zip")})
+        assert response.status_code == 422, (reason, response.text)
+        assert response.json()["detail"].startswith("dataset refused: "), reason
+    assert client.get("/api/v1/datasets").json() == [dataset]
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path / "home" / "evil.png").exists()
+    config = synthetic() | {"dataset": {"name": "imagefolder", "id": dataset["id"]}}
+    assert client.post("/api/v1/searches", json=config, headers=AUTH).status_code == 201
