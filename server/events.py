@@ -2,7 +2,8 @@
 
 Each stored event is sent once with its id, so a client that reconnects (EventSource does so
 by itself, with `Last-Event-ID`) misses nothing and sees nothing twice. When the search has
-ended and everything is sent, an `end` event closes the stream.
+ended and everything is sent, an `end` event closes the stream. A change of the search's status
+is sent as a `status` event (no id: it is read from the search, not the log) as it is seen.
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ def last_event_id(request: Request) -> int:
 async def _events(request: Request, store: Store, search_id: str) -> AsyncIterator[dict]:
     last = last_event_id(request)
     poll = getattr(request.app.state, "sse_poll_seconds", POLL_SECONDS)
+    status = None
     while not await request.is_disconnected():
-        ended = (await run_in_threadpool(store.get_search, search_id)).status in ENDED_STATUSES
+        search = await run_in_threadpool(store.get_search, search_id)
+        if search.status != status:
+            status = search.status
+            yield {"event": "status", "data": json.dumps({
+                "status": str(status), "error": search.error, "best_reward": search.best_reward})}
+        ended = status in ENDED_STATUSES
         rows = await run_in_threadpool(store.events, search_id, last, BATCH)
         for row in rows:
             last = row.id

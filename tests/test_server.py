@@ -178,6 +178,7 @@ def test_events_stream_to_the_end_and_resume_from_last_event_id(client):
     ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
     kinds = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
     assert "finished" in kinds and kinds[-1] == "end" and ids == sorted(ids)
+    assert kinds.count("architecture") == 4 and kinds[0] == "status"  # each scored one
     with client.stream("GET", f"/api/v1/searches/{search_id}/events",
                        headers={"Last-Event-ID": str(ids[1])}) as stream:
         rest = "".join(stream.iter_text())

@@ -97,6 +97,16 @@ def _previous_run(search: Search, heartbeat_age: float | None) -> str | None:
     return f"{search.status}" + (f": {search.error}" if search.error else "")
 
 
+def _scored_event(row: Architecture) -> Event:
+    """The event that tells followers (SSE) an architecture was scored."""
+    data = {name: getattr(row, name) for name in (
+        "id", "step", "role", "reward", "accuracy", "params", "flops", "latency_ms",
+        "train_seconds", "error")}
+    return Event(search_id=row.search_id, kind="architecture",
+                 message=f"architecture {row.id} {row.state}",
+                 data=data | {"state": str(row.state)})
+
+
 def _best_reward() -> ColumnElement[float | None]:
     return (
         select(func.max(Architecture.reward))
@@ -412,6 +422,7 @@ class Store(PageQueries):
             row.reward, row.accuracy, row.params, row.flops = reward, accuracy, params, flops
             row.latency_ms, row.train_seconds = latency_ms, train_seconds
             row.metrics, row.error, row.finished_at = _json(metrics), error, utcnow()
+            session.add(_scored_event(row))
             session.flush()
             return _record(ArchitectureRecord, row)
 
