@@ -263,6 +263,17 @@ class SyntheticEvaluator(Evaluator):
         ]
 
 
+WorkersFactory = Callable[[SearchConfig, DataSplits, Path | None], ConcurrentEvaluator]
+_workers_factory: WorkersFactory | None = None
+
+
+def register_workers_evaluator(factory: WorkersFactory) -> None:
+    """Set what trains a config's candidates on workers (`workers.ray_evaluator` registers
+    Ray's when imported; the engine itself never imports the layer above it)."""
+    global _workers_factory
+    _workers_factory = factory
+
+
 def create_evaluator(config: SearchConfig, data: DataSplits | None,
                      weights_dir: Path | None = None) -> Evaluator:
     """The evaluator the config names (`data` is needed by those that train; standalone
@@ -272,9 +283,10 @@ def create_evaluator(config: SearchConfig, data: DataSplits | None,
     if data is None:
         raise ValueError(f"evaluator {config.evaluator.name!r} needs a dataset")
     if config.workers is not None:
-        from workers.ray_evaluator import RayEvaluator
-
-        return RayEvaluator(config, data, weights_dir)
+        if _workers_factory is None:
+            raise ValueError("workers: no worker back end is loaded (import "
+                             "workers.ray_evaluator, as `nas search` and the server do)")
+        return _workers_factory(config, data, weights_dir)
     if config.evaluator.name == "enas":
         from nas.enas import EnasEvaluator
 

@@ -47,6 +47,7 @@ def test_a_candidate_out_of_gpu_memory_fails_and_the_next_one_trains():
 
 def test_a_ray_trial_given_a_gpu_trains_on_cuda(tmp_path):
     ray = pytest.importorskip("ray")
+    import workers.ray_evaluator  # noqa: F401  (registers the Ray evaluator)
     from nas.search import create_search, run_search
     from nas.store import Store
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import workers.ray_evaluator  # noqa: F401  (registers the Ray evaluator)
 from nas.config import ConfigError, parse_config
 from nas.search import create_search, open_dataset, run_search
 from nas.store import ArchitectureState, SearchStatus, Store

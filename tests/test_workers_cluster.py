@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+import workers.ray_evaluator  # noqa: F401  (registers the Ray evaluator)
 from nas.config import parse_config
 from nas.search import create_search, run_search
 from nas.store import ArchitectureState, SearchStatus

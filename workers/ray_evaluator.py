@@ -38,7 +38,11 @@ from ray.tune.search import Searcher  # noqa: E402
 
 from nas.config import SearchConfig  # noqa: E402
 from nas.data import DataSplits  # noqa: E402
-from nas.evaluators import ConcurrentEvaluator, Evaluation  # noqa: E402
+from nas.evaluators import (  # noqa: E402
+    ConcurrentEvaluator,
+    Evaluation,
+    register_workers_evaluator,
+)
 from searchspace.genotype import Genotype  # noqa: E402
 from workers.cluster import connect  # noqa: E402
 from workers.datasets import shared_data  # noqa: E402
@@ -253,3 +257,5 @@ def _plain(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items()
             if isinstance(value, int | float | str | bool) and key != "evaluation"}
 
+
+register_workers_evaluator(RayEvaluator)

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+import workers.ray_evaluator  # noqa: F401  (candidates of a `workers` config train on Ray)
 from nas.search import run_search
 from nas.store import SearchStatus, Store
 from workers.cluster import connect

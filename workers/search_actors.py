@@ -65,15 +65,9 @@ class RayLauncher:
             ended.append((search_id, f"Ray actor {actor_name(search_id)} {how}"))
         return ended
 
-    def check_resources(self, config: SearchConfig) -> None:
-        from nas.service.errors import InvalidInput
-
+    def capacity(self) -> dict[str, float]:
         totals = ray.cluster_resources()
-        for field, key in (("cpus", "CPU"), ("gpus", "GPU")):
-            asked, available = getattr(config.runner, field), totals.get(key, 0.0)
-            if asked > available:
-                raise InvalidInput(f"runner.{field}: the search asks for {asked:g} {key}(s); "
-                                   f"the Ray cluster has {available:g}")
+        return {"cpus": totals.get("CPU", 0.0), "gpus": totals.get("GPU", 0.0)}
 
     def health(self) -> str:
         return "ok" if ray.is_initialized() else "Ray is not connected"

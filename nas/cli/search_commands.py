@@ -158,6 +158,7 @@ def search(
 def _join_ray(config: SearchConfig) -> None:
     """Start or join Ray before the search is queued, so an unreachable cluster fails first."""
     if config.workers is not None:
+        import workers.ray_evaluator  # noqa: F401  (registers the Ray evaluator)
         from workers.cluster import connect
 
         connect(config.workers.address)

@@ -27,6 +27,8 @@ from nas.config import SearchConfig
 from nas.ownership import OwnershipSettings
 from nas.store import SearchStatus, Store
 
+from .errors import InvalidInput
+
 logger = logging.getLogger(__name__)
 CLAIM_SECONDS = 120.0  # a launched run that has not claimed its search by then has failed
 
@@ -44,8 +46,8 @@ class Launcher(Protocol):
     def reap(self) -> list[tuple[str, str]]:
         """Forget runs that ended; (search id, how it ended) of each."""
 
-    def check_resources(self, config: SearchConfig) -> None:
-        """`InvalidInput` when the runner asks for what this launcher can never give."""
+    def capacity(self) -> dict[str, float]:
+        """The most "cpus" and "gpus" one run can ever get here."""
 
     def health(self) -> str:
         """"ok", or why runs cannot start."""
@@ -90,15 +92,10 @@ class ProcessLauncher:
                 ended.append((search_id, f"`nas resume {search_id}` exited with status {code}"))
         return ended
 
-    def check_resources(self, config: SearchConfig) -> None:
-        from nas.service.errors import InvalidInput
+    def capacity(self) -> dict[str, float]:
+        import torch
 
-        if config.runner.gpus > 0:
-            import torch
-
-            if torch.cuda.device_count() < config.runner.gpus:
-                raise InvalidInput(f"runner.gpus: the search asks for {config.runner.gpus:g} "
-                                   f"GPU(s); this machine has {torch.cuda.device_count()}")
+        return {"cpus": float(os.cpu_count() or 1), "gpus": float(torch.cuda.device_count())}
 
     def health(self) -> str:
         return "ok"
@@ -146,7 +143,14 @@ class RunScheduler:
         self.wake()
 
     def check_resources(self, config: SearchConfig) -> None:
-        self.launcher.check_resources(config)
+        """`InvalidInput` when the config's runner asks for more than a run can ever get
+        here (it would wait for ever)."""
+        capacity = self.launcher.capacity()
+        for field in ("cpus", "gpus"):
+            asked = getattr(config.runner, field)
+            if asked > capacity[field]:
+                raise InvalidInput(f"runner.{field}: the search asks for {asked:g}; a run "
+                                   f"gets at most {capacity[field]:g} here")
 
     def health(self) -> str:
         return self.launcher.health()
