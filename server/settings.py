@@ -44,4 +44,5 @@ class ServerSettings(BaseSettings):
         return self.home / "datasets"
 
     def token(self) -> str | None:
-        return None if self.api_token is None else self.api_token.get_secret_value()
+        """The API token; None (an open server) when unset or empty."""
+        return (self.api_token.get_secret_value() or None) if self.api_token else None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from nas.service import architectures as architecture_service
+from nas.service import exports
 from server.auth import ReadAccess
 from server.deps import StoreDep
 from server.schemas import ArchitectureDetail, ArchitectureLogs, ArchitectureOut
@@ -31,3 +35,17 @@ def logs(architecture_id: int, _: ReadAccess, store: StoreDep) -> ArchitectureLo
     return ArchitectureLogs(id=record.id, state=str(record.state), error=record.error,
                             worker=(record.metrics or {}).get("worker"),
                             log=architecture_service.log_lines(record))
+
+
+@router.get("/{architecture_id}/export", response_class=Response, responses=ERRORS | {
+    200: {"content": {"application/octet-stream": {}, "text/x-python": {},
+                      "application/zip": {}},
+          "description": "the file `nas export` writes (a zip when it writes several)"}})
+async def export(architecture_id: int, _: ReadAccess, store: StoreDep,
+                 format: Literal["py", "torchscript", "onnx", "state-dict"] = "py") -> Response:
+    """Download the architecture as a standalone `.py` module (with its trained weights when
+    kept: a zip), TorchScript, ONNX or a state dict with its genotype and settings."""
+    picked = await run_in_threadpool(exports.by_id, store, architecture_id)
+    download = await run_in_threadpool(exports.export_bytes, picked, format)
+    return Response(download.content, media_type=download.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{download.filename}"'})

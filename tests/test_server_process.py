@@ -1,0 +1,159 @@
+"""The service as a user runs it: `nas serve` (uvicorn) on 127.0.0.1, driven over HTTP with
+httpx: an ENAS search on digits followed by SSE to its end, its architectures paged, the `.py`
+export run in a fresh interpreter; the server killed and started again while a search runs."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+TOKEN = "process-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
+ENAS = {"name": "enas-api", "seed": 0, "strategy": {"name": "reinforce"},
+        "evaluator": {"name": "enas", "warmup_epochs": 1, "steps_per_epoch": 2,
+                      "derive_samples": 4, "derive_top": 2},
+        "dataset": {"name": "digits"}, "network": {"cells": 1, "channels": 8},
+        "budget": {"architectures": 24}, "samples_per_step": 4}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
+                    "NAS_API_TOKEN": TOKEN, "NAS_DATABASE_URL": "", "NAS_RUNNER": "process",
+                    "NAS_MAX_RUNNING_SEARCHES": "2", "NAS_HEARTBEAT_STALE_SECONDS": "6"}
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([*NAS, "serve", "--port", str(self.port)],
+                                        env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.process.stdout.read()
+            time.sleep(0.2)
+        raise AssertionError("the server did not become ready")
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(tmp_path).start()
+    yield running
+    running.stop()
+
+
+def follow(url, search_id, timeout=300):
+    """The events of a search's SSE stream, to its `end`."""
+    events, kind = [], None
+    with httpx.stream("GET", f"{url}/api/v1/searches/{search_id}/events",
+                      timeout=httpx.Timeout(timeout, connect=10)) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if kind == "end":
+                    break
+    return events
+
+
+@pytest.mark.slow
+def test_an_enas_search_followed_paged_and_exported_over_http(server, tmp_path):
+    launched = httpx.post(f"{server.url}/api/v1/searches", json=ENAS, headers=AUTH, timeout=30)
+    assert launched.status_code == 201, launched.text
+    search_id = launched.json()["id"]
+    events = follow(server.url, search_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "end" and "finished" in kinds
+    statuses = [data["status"] for kind, data in events if kind == "status"]
+    assert statuses[-1] == "finished"
+    search = httpx.get(f"{server.url}/api/v1/searches/{search_id}").json()
+    rows, cursor = [], None
+    while True:
+        page = httpx.get(f"{server.url}/api/v1/searches/{search_id}/architectures",
+                         params={"limit": 7} | ({"cursor": cursor} if cursor else {})).json()
+        rows += page["items"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert len(rows) == search["architectures"] == 24 + 2  # candidates + derived
+    assert kinds.count("architecture") == len(rows)
+    best = httpx.get(f"{server.url}/api/v1/searches/{search_id}/best").json()
+    assert best["role"] == "derived"
+    download = httpx.get(f"{server.url}/api/v1/architectures/{best['id']}/export",
+                         params={"format": "py"}, timeout=120)
+    assert download.status_code == 200
+    module = tmp_path / "exported" / "model.py"
+    module.parent.mkdir()
+    module.write_bytes(download.content)
+    check = ("import sys, torch, model; net = model.build_model(); net.eval(); "
+             "print(tuple(net(torch.zeros(2, 1, 8, 8)).shape), "
+             "any(name.split('.')[0] in ('nas', 'searchspace') for name in sys.modules))")
+    ran = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, '.'); "
+                          f"{check}"], cwd=module.parent, capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["(2,", "10)", "False"]
+
+
+@pytest.mark.slow
+def test_searches_outlive_a_killed_server(server, tmp_path):
+    config = {"name": "survivor", "seed": 2, "strategy": {"name": "evolution"},
+              "evaluator": {"name": "synthetic", "synthetic_seconds": 0.05},
+              "budget": {"architectures": 200}, "samples_per_step": 2}
+    ids = [httpx.post(f"{server.url}/api/v1/searches", json=config | {"name": f"s{index}"},
+                      headers=AUTH, timeout=30).json()["id"] for index in range(2)]
+    deadline = time.monotonic() + 60
+    while any(httpx.get(f"{server.url}/api/v1/searches/{search_id}").json()["status"]
+              != "running" for search_id in ids):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    server.kill()
+    server.start()
+    deadline = time.monotonic() + 240
+    while True:
+        bodies = [httpx.get(f"{server.url}/api/v1/searches/{search_id}").json()
+                  for search_id in ids]
+        if all(body["status"] == "finished" for body in bodies) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [body["status"] for body in bodies] == ["finished", "finished"]
+    for search_id in ids:
+        rows = httpx.get(f"{server.url}/api/v1/searches/{search_id}/architectures",
+                         params={"limit": 1000, "sort": "step"}).json()["items"]
+        assert len(rows) == 200 and {row["state"] for row in rows} == {"COMPLETE"}
+
+
+def test_a_public_host_needs_a_token(tmp_path):
+    env = {**os.environ, "NAS_HOME": str(tmp_path), "NAS_API_TOKEN": ""}
+    result = subprocess.run([*NAS, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "NAS_API_TOKEN" in result.stderr
