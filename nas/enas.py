@@ -29,6 +29,7 @@ from torch import nn
 from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.evaluators import Evaluation, Evaluator, Sampler, StandaloneEvaluator
+from nas.seeding import stream_seed
 from nas.train import TrainingDiverged
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
@@ -84,7 +85,7 @@ class EnasEvaluator(Evaluator):
         self.controller_sampling = controller_sampling
         info = data.info
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+            torch.manual_seed(stream_seed(config.seed, "enas-supernet"))
             self.supernet = Supernet(
                 config.space.build(), num_classes=info.num_classes, cells=config.network.cells,
                 channels=config.network.channels, in_channels=info.in_channels,

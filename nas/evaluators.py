@@ -22,6 +22,7 @@ import torch
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
+from nas.seeding import stream_seed
 from nas.strategies.synthetic import TokenMatchObjective
 from nas.train import EpochCallback, TrainConfig, train_model
 from searchspace.complexity import count_flops, count_parameters
@@ -165,7 +166,7 @@ class StandaloneEvaluator(Evaluator):
         input_shape = (info.in_channels, info.input_size, info.input_size)
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.config.seed)
+                torch.manual_seed(stream_seed(self.config.seed, "candidate-weights"))
                 model = self.build(genotype)
             params = count_parameters(model)
             flops = count_flops(model, input_shape)
