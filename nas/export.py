@@ -309,7 +309,8 @@ def python_source(spec: ExportSpec, weights_file: str | None = None) -> str:
     )
     about = textwrap.fill(
         f"Exported from the architecture SOURCE names (below): genotype {spec.genotype.id}, "
-        f"{spec.cells} normal cell(s) per stage, {spec.channels} initial channels, {spec.in_channels} input channel(s), "
+        f"{spec.cells} normal cell(s) per stage, {spec.channels} initial channels, "
+        f"{spec.in_channels} input channel(s), "
         f"{stem} stem, {spec.num_classes} classes, made for {spec.input_size}x{spec.input_size} "
         f"inputs.", width=92)
     header = f'''"""A NASNet-style cell network, written out to need only PyTorch.
