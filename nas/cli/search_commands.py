@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -116,7 +117,7 @@ def search(
         with Store() as store:
             record = create_search(store, config)
             if not as_json:
-                console.print(f"search [bold]{record.id}[/] ({config.name}) queued")
+                console.print(f"search [bold]{record.id}[/] ({escape(config.name)}) queued")
             record = _run_with_progress(store, record.id, config, quiet=as_json)
             _report(store, record, as_json)
 
@@ -174,8 +175,9 @@ def searches(
     for column in ("id", "name", "status", "architectures", "best reward", "created"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["search_id"], row["name"], row["status"], str(row["architectures"]),
-                      _number(row["best_reward"]), row["created_at"][:19])
+        table.add_row(row["search_id"], escape(row["name"]), row["status"],
+                      str(row["architectures"]), _number(row["best_reward"]),
+                      row["created_at"][:19])
     console.print(table)
 
 
@@ -194,10 +196,10 @@ def show(
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
         print(json.dumps(summary))
         return
-    console.print(f"search [bold]{record.id}[/] ({record.name}): {summary['status']}, "
+    console.print(f"search [bold]{record.id}[/] ({escape(record.name)}): {summary['status']}, "
                   f"{summary['architectures']} architectures")
     if record.error:
-        console.print(f"error: {record.error}", highlight=False)
+        console.print(f"error: {record.error}", highlight=False, markup=False)
     for rank, architecture in enumerate(best, start=1):
         _print_architecture(architecture, rank)
 
@@ -227,7 +229,7 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         seconds = retrained["train_seconds"]
         console.print(f"  trained from scratch: accuracy {_number(retrained['accuracy'])}"
                       + (f" in {seconds:.1f} s" if seconds is not None else "")
-                      + (f" ({retrained['error']})" if retrained.get("error") else ""),
+                      + (f" ({escape(retrained['error'])})" if retrained.get("error") else ""),
                       highlight=False)
     genotype = architecture.genotype
     for cell in ("normal", "reduction"):
@@ -235,7 +237,7 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         for line in describe_cell(genotype.cell(cell)):
             console.print(f"    {line}", highlight=False)
     if architecture.error:
-        console.print(f"  error: {architecture.error}", highlight=False)
+        console.print(f"  error: {architecture.error}", highlight=False, markup=False)
 
 
 def _number(value: float | None) -> str:

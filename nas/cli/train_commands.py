@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nas.architectures import all_architectures, resolve_architecture
@@ -66,7 +67,8 @@ def train(
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"{arch} on {dataset} ({info.train_size} train / {info.valid_size} valid)")
+    table = Table(title=f"{escape(arch)} on {escape(dataset)} ({info.train_size} train / "
+                        f"{info.valid_size} valid)")
     for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
         table.add_column(column, justify="right")
     for epoch in result.history:
