@@ -71,6 +71,15 @@ class Evaluator(ABC):
         """Final candidates to record once the budget is spent."""
         return []
 
+    def set_deadline(self, deadline: float | None) -> None:  # noqa: B027  (optional hook)
+        """The `time.perf_counter()` by which the search, `derive` included, must end (None:
+        no time budget); an evaluator that trains between steps or derives keeps to it."""
+
+    def reserved_seconds(self) -> float:
+        """Seconds `derive` needs at the end: the loop stops asking that long before the
+        deadline."""
+        return 0.0
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -46,16 +46,37 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
     total = config.budget.architectures
     with Progress(
         TextColumn("[bold]search[/] {task.fields[search_id]}"), BarColumn(),
-        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("best {task.fields[best]}"),
+        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[label]} "
+                                                             "{task.fields[best]}"),
         console=console, disable=quiet, transient=False,
     ) as bar:
-        task = bar.add_task("search", total=total, search_id=search_id, best="-")
+        task = bar.add_task("search", total=total, search_id=search_id, best="-",
+                            label=escape(candidate_reward_label(config)))
 
         def report(step: StepReport) -> None:
             best = "-" if step.best_reward is None else f"{step.best_reward:.4f}"
             bar.update(task, completed=step.architectures, best=best)
 
         return run_search(store, search_id, progress=report)
+
+
+def candidate_reward_label(config: SearchConfig) -> str:
+    """What the progress bar's best reward is: ENAS scores candidates on one batch."""
+    if config.evaluator.name == "enas":
+        return "best one-batch reward"
+    return "best reward"
+
+
+def best_reward_label(store: Store, record: SearchRecord) -> str:
+    """What the summary's best reward is: a derived cell's (ENAS) or a candidate's."""
+    evaluator = (record.config.get("evaluator") or {}).get("name")
+    if store.count_architectures(record.id, role="derived"):
+        return "best derived reward (full validation split)"
+    if evaluator == "enas":
+        return "best one-batch reward"
+    if evaluator == "standalone":
+        return "best reward (full validation split)"
+    return "best reward"
 
 
 def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
@@ -153,7 +174,7 @@ def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
         print(json.dumps(summary))
         return
     console.print(f"search [bold]{record.id}[/] {summary['status']}: "
-                  f"{summary['architectures']} architectures, best reward "
+                  f"{summary['architectures']} architectures, {best_reward_label(store, record)} "
                   f"{_number(summary['best_reward'])}")
     top = [a for a in best_architectures(store, record.id, limit=3) if a.reward is not None]
     for rank, architecture in enumerate(top, start=1):
