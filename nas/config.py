@@ -102,7 +102,8 @@ class EvaluatorConfig(_Section):
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
     retrain_top: int = Field(
         0, ge=0, description="best derived cells also trained from scratch (standalone proxy "
-        "budget: `epochs`, `learning_rate`); their weights are what `nas export best` writes"
+        "budget: `epochs`, `learning_rate`); their weights are what `nas export best` writes; "
+        "this training comes on top of budget.seconds"
     )
 
 
