@@ -296,6 +296,21 @@ _STEMS = {
 }
 
 
+def python_string(text: str, width: int = 88) -> str:
+    """`text` as a Python string expression, escaped by `repr` (user-given text never becomes
+    code): one literal, or literals of pieces of it in parentheses, each line within `width`."""
+    pieces, piece = [], ""
+    for character in text:
+        if piece and len(repr(piece + character)) > width:
+            pieces.append(piece)
+            piece = ""
+        piece += character
+    pieces.append(piece)
+    if len(pieces) == 1:
+        return repr(text)
+    return "(\n" + "".join(f"    {piece!r}\n" for piece in pieces) + ")"
+
+
 def python_source(spec: ExportSpec, weights_file: str | None = None) -> str:
     """The standalone module for `spec`; `weights_file` (beside the module) loads by default."""
     normal, normal_ops = _cell_source("normal", spec.genotype.normal)
@@ -339,7 +354,8 @@ IN_CHANNELS = {spec.in_channels}
 CELLS = {spec.cells}  # normal cells per stage
 CHANNELS = {spec.channels}  # channels of the first stage's cells
 INPUT_SIZE = {spec.input_size}
-SOURCE = {spec.title!r}  # what this network was exported from
+# what this network was exported from
+SOURCE = {python_string(spec.title)}
 {weights_line}'''
     network = f'''
 class Network(nn.Module):
