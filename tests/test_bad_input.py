@@ -120,7 +120,8 @@ def test_seeds_that_differ_by_2_to_the_32_give_different_searches(env):
         ids.append(json.loads(out.stdout)["search_id"])
     first, second = (_asked(env, search_id) for search_id in ids)
     assert len(first) == len(second) == 8
-    assert first != second
+    # the first step's four are asked before any reward (the hidden targets differ anyway)
+    assert first[:4] != second[:4]
 
 
 # -------------------------------------------------------------------------------------------
