@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nas.data import DATASETS
 from nas.paths import datasets_dir
+from nas.seeding import Seed
 from searchspace.genotype import CELL_NAMES
 from searchspace.spaces import DEFAULT_OPS, ENAS_OPS, SearchSpace
 
@@ -23,7 +31,26 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON has no inf or nan
+
+
+def nul_characters(data: Any, where: str = "") -> str | None:
+    """The path (`a.b.0`) of the first string in `data` (keys included) that holds a NUL
+    character, which text columns (PostgreSQL) cannot store; None when there is none."""
+    if isinstance(data, str):
+        return (where or "value") if "\x00" in data else None
+    items: Any = ()
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list | tuple):
+        items = enumerate(data)
+    for key, value in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        if found := nul_characters(value, path):
+            return found
+    return None
 
 
 class SpaceConfig(_Section):
@@ -44,7 +71,7 @@ class SpaceConfig(_Section):
 class StrategyConfig(BaseModel):
     """A strategy name; every other key is an option of that strategy."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str = "reinforce"
 
     @property
@@ -80,7 +107,8 @@ class EvaluatorConfig(_Section):
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
     retrain_top: int = Field(
         0, ge=0, description="best derived cells also trained from scratch (standalone proxy "
-        "budget: `epochs`, `learning_rate`); their weights are what `nas export best` writes"
+        "budget: `epochs`, `learning_rate`); their weights are what `nas export best` writes; "
+        "this training comes on top of budget.seconds"
     )
     # standalone candidates in a process of their own (set either to turn it on)
     timeout_seconds: float | None = Field(
@@ -120,8 +148,8 @@ class DatasetConfig(_Section):
 class NetworkConfig(_Section):
     """The proxy network candidates are built as during search."""
 
-    cells: int = Field(1, ge=1, description="normal cells per stage")
-    channels: int = Field(8, ge=2)
+    cells: int = Field(1, ge=1, le=64, description="normal cells per stage")
+    channels: int = Field(8, ge=2, le=4096)
 
 
 class BudgetConfig(_Section):
@@ -202,7 +230,7 @@ class RunnerConfig(_Section):
 
 class SearchConfig(_Section):
     name: str = Field("search", min_length=1, max_length=200)
-    seed: int = 0
+    seed: Seed = 0
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
@@ -217,6 +245,20 @@ class SearchConfig(_Section):
         None, ge=1, description="steps between checkpoints (default: every supernet epoch for "
         "enas, every step otherwise)"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_line(cls, name: str) -> str:
+        if any(ord(character) < 32 or ord(character) == 127 for character in name):
+            raise ValueError("must be one line of text, without control characters")
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        if (where := nul_characters(data)) is not None:
+            raise ValueError(f"{where}: contains a NUL character (\\x00), which cannot be stored")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -284,6 +326,8 @@ def parse_config(data: Any, source: str = "config") -> SearchConfig:
         return SearchConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a config") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
@@ -295,6 +339,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return parse_config(merge(data, overrides or {}), source=str(path))

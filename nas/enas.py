@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import math
 import random
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.evaluators import Evaluation, Evaluator, Sampler, StandaloneEvaluator
 from nas.memory_format import use_channels_last
+from nas.seeding import stream_seed
 from nas.train import TrainingDiverged
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
@@ -38,6 +40,8 @@ from searchspace.supernet import Supernet, extract_network
 logger = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 DERIVE_BATCH_SIZE = 512  # derivation scores on the whole validation split in large batches
+DERIVE_MARGIN = 1.2  # the time reserved for derivation: its estimate times this
+DERIVE_OVERHEAD_SECONDS = 0.5  # the derived networks' parameters and multiply-adds counted
 
 @contextlib.contextmanager
 def batch_statistics(model: nn.Module) -> Iterator[None]:
@@ -85,7 +89,7 @@ class EnasEvaluator(Evaluator):
         self.controller_sampling = controller_sampling
         info = data.info
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+            torch.manual_seed(stream_seed(config.seed, "enas-supernet"))
             self.supernet = Supernet(
                 config.space.build(), num_classes=info.num_classes, cells=config.network.cells,
                 channels=config.network.channels, in_channels=info.in_channels,
@@ -103,14 +107,58 @@ class EnasEvaluator(Evaluator):
         self.valid_cursor = 0
         self.uniform = random.Random(f"enas-uniform-{config.seed}")
         self.valid_batches = list(data.valid_loader(self.options.batch_size))
+        self._whole_split: list[Batch] | None = None
+        self.deadline: float | None = None
+        self.derive_seconds: float | None = None  # measured: one candidate on the whole split
+
+    # the time budget
+
+    def set_deadline(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def reserved_seconds(self) -> float:
+        """The estimated time of `derive` (`derive_samples` candidates, each scored on the whole
+        validation split in the measured time), with a margin."""
+        if self.deadline is None:
+            return 0.0
+        return (self.options.derive_samples * self.derive_seconds_per_candidate() * DERIVE_MARGIN
+                + DERIVE_OVERHEAD_SECONDS)
+
+    def derive_seconds_per_candidate(self) -> float:
+        """Seconds to score one candidate on the whole validation split (measured once with a
+        fixed genotype when derivation has not measured it yet)."""
+        if self.derive_seconds is None:
+            genotype = self.supernet.space.sample(random.Random(0))
+            for _ in range(2):  # the first pass also pays one-off start-up costs
+                self.score_on_whole_split(genotype)
+        return self.derive_seconds or 0.0
+
+    def score_on_whole_split(self, genotype: Genotype) -> float:
+        """Accuracy of `genotype` on the whole validation split; its time is kept."""
+        started = time.perf_counter()
+        [accuracy] = self.accuracies([genotype], [self.whole_split()])
+        self.derive_seconds = time.perf_counter() - started
+        return accuracy
+
+    def whole_split(self) -> list[Batch]:
+        if self._whole_split is None:
+            self._whole_split = list(self.data.valid_loader(DERIVE_BATCH_SIZE))
+        return self._whole_split
+
+    def training_time_left(self) -> bool:
+        """Whether the supernet may keep training: no deadline, or before it less the reserve."""
+        if self.deadline is None:
+            return True
+        return time.perf_counter() < self.deadline - self.reserved_seconds()
 
     # the search loop's hooks
 
     def before_step(self, step: int, sample: Sampler) -> None:
         if step % self.options.steps_per_epoch == 0:
-            while self.epochs_done < self.options.warmup_epochs:
+            while self.epochs_done < self.options.warmup_epochs and self.training_time_left():
                 self.train_epoch(sample, uniform=True)
-            self.train_epoch(sample)
+            if self.training_time_left():
+                self.train_epoch(sample)
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         batches = []
@@ -130,10 +178,18 @@ class EnasEvaluator(Evaluator):
     def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
         """Sample `derive_samples` candidates, score each on the whole validation split, keep
         the best `derive_top` (with parameters, multiply-adds and the standalone network); the
-        best `retrain_top` of those are also trained from scratch as standalone candidates."""
+        best `retrain_top` of those are also trained from scratch as standalone candidates.
+        Under a deadline, candidates are scored while the next one fits before it (at least
+        one)."""
         candidates = list(dict.fromkeys(sample(self.options.derive_samples)))
-        whole_split = list(self.data.valid_loader(DERIVE_BATCH_SIZE))
-        scores = self.accuracies(candidates, [whole_split] * len(candidates))
+        scores: list[float] = []
+        for genotype in candidates:
+            if scores and not self.derive_time_left():
+                logger.info("derivation stopped by the time budget after %d of %d candidates",
+                            len(scores), len(candidates))
+                break
+            scores.append(self.score_on_whole_split(genotype))
+        candidates = candidates[:len(scores)]
         scored = sorted(zip(scores, candidates, strict=True), key=lambda pair: -pair[0])
         scored = scored[: self.options.derive_top]
         info = self.data.info
@@ -149,6 +205,13 @@ class EnasEvaluator(Evaluator):
             )))
         return [(genotype, self.retrained(genotype, evaluation) if rank < self.options.retrain_top
                  else evaluation) for rank, (genotype, evaluation) in enumerate(derived)]
+
+    def derive_time_left(self) -> bool:
+        """Whether one more derivation candidate fits before the deadline."""
+        if self.deadline is None:
+            return True
+        needed = self.derive_seconds_per_candidate() + DERIVE_OVERHEAD_SECONDS
+        return time.perf_counter() + needed < self.deadline
 
     def retrained(self, genotype: Genotype, derived: Evaluation) -> Evaluation:
         """`derived` with the outcome of training `genotype` from scratch (the standalone
@@ -196,6 +259,8 @@ class EnasEvaluator(Evaluator):
                                          seed=self.config.seed * 10_007 + self.epochs_done)
         total, count = 0.0, 0
         for images, labels in batches:
+            if not self.training_time_left():  # the time budget: the epoch ends here
+                break
             if self.controller_sampling and not uniform:
                 genotype = sample(1)[0]
             else:

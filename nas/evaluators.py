@@ -23,6 +23,7 @@ import torch
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
+from nas.seeding import stream_seed
 from nas.strategies.synthetic import TokenMatchObjective
 from nas.train import EpochCallback, TrainConfig, train_model
 from searchspace.complexity import count_flops, count_parameters
@@ -70,6 +71,15 @@ class Evaluator(ABC):
     def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
         """Final candidates to record once the budget is spent."""
         return []
+
+    def set_deadline(self, deadline: float | None) -> None:  # noqa: B027  (optional hook)
+        """The `time.perf_counter()` by which the search, `derive` included, must end (None:
+        no time budget); an evaluator that trains between steps or derives keeps to it."""
+
+    def reserved_seconds(self) -> float:
+        """Seconds `derive` needs at the end: the loop stops asking that long before the
+        deadline."""
+        return 0.0
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -206,7 +216,7 @@ class StandaloneEvaluator(Evaluator):
         input_shape = (info.in_channels, info.input_size, info.input_size)
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.config.seed)
+                torch.manual_seed(stream_seed(self.config.seed, "candidate-weights"))
                 model = self.build(genotype)
             params = count_parameters(model)
             flops = count_flops(model, input_shape)

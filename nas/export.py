@@ -17,9 +17,11 @@ are dropped when loading) and no drop-path.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import json
+import sys
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -39,6 +41,11 @@ Format = Literal["py", "torchscript", "onnx", "state-dict"]
 FORMATS: tuple[str, ...] = ("py", "torchscript", "onnx", "state-dict")
 SUFFIXES = {"py": ".py", "torchscript": ".pt", "onnx": ".onnx", "state-dict": ".pt"}
 AUXILIARY_PREFIX = "auxiliary_head."
+# The smallest input side, as for training (`--input-size`, `dataset.input_size`): digits' 8x8.
+# Smaller inputs run, but the two reduction cells then halve maps of one pixel (padding only).
+MIN_INPUT_SIZE = 8
+_SMALLEST = (f" (inputs from {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} px: the network halves them "
+             "twice)")
 
 
 class ExportError(ValueError):
@@ -62,6 +69,14 @@ class ExportSpec:
     input_size: int = 32
     stem: Stem | None = None  # None: by input size (see `stem_for`)
     title: str = "exported cell network"
+
+    def __post_init__(self) -> None:
+        for name, least in (("num_classes", 1), ("cells", 1), ("channels", 2),
+                            ("in_channels", 1), ("input_size", MIN_INPUT_SIZE)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ExportError(f"{name} must be an integer of at least {least}, got {value!r}"
+                                  + (_SMALLEST if name == "input_size" else ""))
 
     @property
     def resolved_stem(self) -> Stem:
@@ -281,6 +296,21 @@ _STEMS = {
 }
 
 
+def python_string(text: str, width: int = 88) -> str:
+    """`text` as a Python string expression, escaped by `repr` (user-given text never becomes
+    code): one literal, or literals of pieces of it in parentheses, each line within `width`."""
+    pieces, piece = [], ""
+    for character in text:
+        if piece and len(repr(piece + character)) > width:
+            pieces.append(piece)
+            piece = ""
+        piece += character
+    pieces.append(piece)
+    if len(pieces) == 1:
+        return repr(text)
+    return "(\n" + "".join(f"    {piece!r}\n" for piece in pieces) + ")"
+
+
 def python_source(spec: ExportSpec, weights_file: str | None = None) -> str:
     """The standalone module for `spec`; `weights_file` (beside the module) loads by default."""
     normal, normal_ops = _cell_source("normal", spec.genotype.normal)
@@ -289,12 +319,13 @@ def python_source(spec: ExportSpec, weights_file: str | None = None) -> str:
     stem = spec.resolved_stem
     stem_argument = "\n        stem_multiplier: int = 3," if stem == "cifar" else ""
     weights_line = (
-        f'WEIGHTS: Path | None = Path(__file__).with_name("{weights_file}")'
+        f"WEIGHTS: Path | None = Path(__file__).with_name({weights_file!r})"
         if weights_file else "WEIGHTS: Path | None = None  # exported without trained weights"
     )
     about = textwrap.fill(
-        f"Exported from {spec.title}: genotype {spec.genotype.id}, {spec.cells} normal cell(s) "
-        f"per stage, {spec.channels} initial channels, {spec.in_channels} input channel(s), "
+        f"Exported from the architecture SOURCE names (below): genotype {spec.genotype.id}, "
+        f"{spec.cells} normal cell(s) per stage, {spec.channels} initial channels, "
+        f"{spec.in_channels} input channel(s), "
         f"{stem} stem, {spec.num_classes} classes, made for {spec.input_size}x{spec.input_size} "
         f"inputs.", width=92)
     header = f'''"""A NASNet-style cell network, written out to need only PyTorch.
@@ -323,6 +354,8 @@ IN_CHANNELS = {spec.in_channels}
 CELLS = {spec.cells}  # normal cells per stage
 CHANNELS = {spec.channels}  # channels of the first stage's cells
 INPUT_SIZE = {spec.input_size}
+# what this network was exported from
+SOURCE = {python_string(spec.title)}
 {weights_line}'''
     network = f'''
 class Network(nn.Module):
@@ -396,6 +429,22 @@ if __name__ == "__main__":
 
 
 # ---------------------------------------------------------------------------------------------
+# input size
+
+
+def check_runs(model: nn.Module, spec: ExportSpec) -> None:
+    """Raise ExportError unless `model` (in eval mode) runs on one image of `spec`'s size, so
+    nothing is written that cannot run."""
+    with torch.no_grad():
+        try:
+            model(torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size))
+        except RuntimeError as error:
+            first = next(iter(str(error).splitlines()), "")[:200]
+            raise ExportError(f"the network does not run on {spec.in_channels}x{spec.input_size}"
+                              f"x{spec.input_size} inputs: {first}") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # writing
 
 
@@ -417,6 +466,7 @@ def export(
     output.parent.mkdir(parents=True, exist_ok=True)
     model = prepared_model(spec, weights)  # checks the weights fit before writing anything
     example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
+    check_runs(model, spec)
     if fmt == "py":
         written = [output]
         weights_file = None
@@ -435,10 +485,11 @@ def export(
         return [output]
     if fmt == "onnx":  # a batch of 2 so the batch dimension is traced as dynamic
         batch = torch.export.Dim("batch")
-        with torch.no_grad():
+        # The exporter prints progress lines on stdout: stdout is for the command's result.
+        with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
             torch.onnx.export(model, (example.expand(2, -1, -1, -1),), str(output),
                               input_names=["images"], output_names=["logits"],
-                              dynamic_shapes={"x": {0: batch}}, dynamo=True)
+                              dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False)
         return [output]
     torch.save(model.state_dict(), output)
     genotype_path = output.with_name(f"{output.stem}.genotype.json")

@@ -67,6 +67,8 @@ class LoopState:
     elapsed_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     """What a loop keeps in its checkpoint besides the above (the concurrent loop's rows)."""
+    checkpoint_seconds: float = 0.0
+    """How long the last checkpoint took to write: reserved for the final one."""
 
 
 def create_search(store: Store, config: SearchConfig) -> SearchRecord:
@@ -112,6 +114,7 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
         store.add_event(search_id, "started", f"running from step {state.step}",
                         {"step": state.step, "architectures": state.architectures})
         started = time.perf_counter() - state.elapsed_seconds
+        evaluator.set_deadline(_deadline(config, started, state))
         between_steps, checkpointed = True, state.step
         if isinstance(evaluator, ConcurrentEvaluator):
             from nas.concurrent_search import run_concurrent
@@ -120,7 +123,8 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
             if run_concurrent(store, search_id, config, strategy, evaluator, state, started,
                               progress):
                 return
-        while not _budget_spent(config, state):
+        while not _budget_spent(
+                config, state, evaluator.reserved_seconds() + state.checkpoint_seconds):
             if _cancelled(store, search_id):
                 store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
                 return
@@ -132,6 +136,7 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
             if state.step % config.checkpoint_interval == 0:
                 _checkpoint(store, search_id, strategy, evaluator, state)
                 checkpointed = state.step
+                evaluator.set_deadline(_deadline(config, started, state))
             if progress is not None:
                 best = store.get_search(search_id).best_reward
                 progress(StepReport(state.step, state.architectures, best, state.elapsed_seconds))
@@ -180,11 +185,21 @@ def best_architectures(store: Store, search_id: str, limit: int | None = None
     return store.architectures(search_id, order="reward", limit=limit, role=role)
 
 
-def _budget_spent(config: SearchConfig, state: LoopState) -> bool:
+def _deadline(config: SearchConfig, started: float, state: LoopState) -> float | None:
+    """When the evaluator's work must end: the time budget less the final checkpoint."""
+    if config.budget.seconds is None:
+        return None
+    return started + config.budget.seconds - state.checkpoint_seconds
+
+
+def _budget_spent(config: SearchConfig, state: LoopState, reserved_seconds: float = 0.0) -> bool:
+    """Whether the loop must stop asking: the architectures are spent, or the time budget less
+    what the evaluator reserves for its end (ENAS's derivation)."""
     budget = config.budget
     if budget.architectures is not None and state.architectures >= budget.architectures:
         return True
-    return budget.seconds is not None and state.elapsed_seconds >= budget.seconds
+    return (budget.seconds is not None
+            and state.elapsed_seconds + reserved_seconds >= budget.seconds)
 
 
 def _run_step(
@@ -240,6 +255,7 @@ def _finish(store: Store, architecture_id: int, evaluation: Evaluation) -> None:
 
 def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator,
                 state: LoopState) -> None:
+    began = time.perf_counter()
     buffer = io.BytesIO()
     torch.save({
         "extra": state.extra,
@@ -252,6 +268,7 @@ def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Eva
         "torch_random": torch.get_rng_state(),
     }, buffer)
     store.save_checkpoint(search_id, state.step, buffer.getvalue())
+    state.checkpoint_seconds = time.perf_counter() - began
 
 
 def _restore(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator

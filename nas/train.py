@@ -25,6 +25,7 @@ from torch import nn
 
 from nas.data import DataSplits
 from nas.memory_format import use_channels_last
+from nas.seeding import Seed, stream_seed
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class TrainingDiverged(RuntimeError):
 class TrainConfig(BaseModel):
     """Hyper-parameters of one training run (defaults: a short proxy run of a small network)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -52,7 +53,7 @@ class TrainConfig(BaseModel):
     auxiliary_weight: float = Field(0.4, ge=0, description="weight of the auxiliary head's loss")
     grad_clip: float = Field(5.0, gt=0)
     augment: bool = True
-    seed: int = 0
+    seed: Seed = 0
     amp: bool = Field(True, description="mixed precision when training on CUDA")
     channels_last: bool | None = Field(
         None, description="NHWC memory format; None: where it is faster and safe (CUDA, and "
@@ -105,8 +106,8 @@ EpochCallback = Callable[[EpochMetrics], bool | None]
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    np.random.seed(stream_seed(seed, "numpy") % 2**32)
+    torch.manual_seed(stream_seed(seed, "torch"))
 
 
 def default_device() -> torch.device:
@@ -186,7 +187,7 @@ def train_model(
         optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_learning_rate
     )
     scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and config.amp)
-    cutout_generator = torch.Generator().manual_seed(config.seed + 1)
+    cutout_generator = torch.Generator().manual_seed(stream_seed(config.seed, "cutout"))
     result = TrainResult()
     started = time.perf_counter()
     with _progress_bar(progress) as bar:

@@ -27,6 +27,7 @@ from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.export import ExportSpec, stem_for
 from nas.paths import weights_dir
+from nas.seeding import stream_seed
 from nas.store import ArchitectureRecord, ArchitectureState, SearchStatus, Store
 from nas.train import TrainConfig, TrainResult, train_model
 from searchspace.complexity import count_flops, count_parameters
@@ -144,10 +145,12 @@ def transfer(
         genotype, num_classes=info.num_classes, cells=cells, channels=channels,
         in_channels=info.in_channels, input_size=info.input_size, title="transferred cell",
     )
-    model = build_transfer_network(
-        genotype, num_classes=info.num_classes, input_size=info.input_size, cells=cells,
-        channels=channels, in_channels=info.in_channels,
-    )
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights: same seed, same run
+        torch.manual_seed(stream_seed(config.seed, "transfer-weights"))
+        model = build_transfer_network(
+            genotype, num_classes=info.num_classes, input_size=info.input_size, cells=cells,
+            channels=channels, in_channels=info.in_channels,
+        )
     params = count_parameters(model)
     flops = count_flops(model, (info.in_channels, info.input_size, info.input_size))
     result = train_model(model, data, config, progress=progress, device=device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,13 @@ from typing import Any
 Block = tuple[int, str, int, str]
 CELL_NAMES = ("normal", "reduction")
 BLOCK_FIELDS = ("input_a", "op_a", "input_b", "op_b")
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+
+
+def _short(value: Any) -> str:
+    """`repr(value)` cut short (a few levels deep, a few items wide) for error messages."""
+    return _SHORT.repr(value)
 
 
 class InvalidGenotype(ValueError):
@@ -35,13 +43,13 @@ def _where(cell: str, block: int | None = None, field: str | None = None) -> str
 def _parse_block(cell: str, index: int, raw: Any) -> Block:
     if not isinstance(raw, Sequence) or isinstance(raw, str) or len(raw) != 4:
         raise InvalidGenotype(
-            f"{_where(cell, index)}: expected [input_a, op_a, input_b, op_b], got {raw!r}"
+            f"{_where(cell, index)}: expected [input_a, op_a, input_b, op_b], got {_short(raw)}"
         )
     for field, value in zip(BLOCK_FIELDS, raw, strict=True):
         expected = str if field.startswith("op") else int
         if not isinstance(value, expected) or isinstance(value, bool):
             raise InvalidGenotype(
-                f"{_where(cell, index, field)}: expected {expected.__name__}, got {value!r}"
+                f"{_where(cell, index, field)}: expected {expected.__name__}, got {_short(value)}"
             )
     input_a, op_a, input_b, op_b = raw
     return (input_a, op_a, input_b, op_b)
@@ -58,7 +66,8 @@ class Genotype:
         for cell in CELL_NAMES:
             blocks = getattr(self, cell)
             if isinstance(blocks, str) or not isinstance(blocks, Iterable):
-                raise InvalidGenotype(f"{cell} cell: expected a list of blocks, got {blocks!r}")
+                raise InvalidGenotype(
+                    f"{cell} cell: expected a list of blocks, got {_short(blocks)}")
             parsed = tuple(_parse_block(cell, i, block) for i, block in enumerate(blocks))
             if not parsed:
                 raise InvalidGenotype(f"{cell} cell: needs at least one block")
@@ -103,13 +112,15 @@ class Genotype:
     @classmethod
     def from_dict(cls, data: Any) -> Genotype:
         if not isinstance(data, dict):
-            raise InvalidGenotype(f"expected an object with 'normal' and 'reduction', got {data!r}")
+            raise InvalidGenotype(
+                f"expected an object with 'normal' and 'reduction', got {_short(data)}")
         missing = [cell for cell in CELL_NAMES if cell not in data]
         if missing:
             raise InvalidGenotype(f"missing cell(s): {', '.join(missing)}")
-        unknown = sorted(set(data) - set(CELL_NAMES))
+        unknown = sorted(map(str, set(data) - set(CELL_NAMES)))
         if unknown:
-            raise InvalidGenotype(f"unknown key(s): {', '.join(unknown)}; expected {CELL_NAMES}")
+            raise InvalidGenotype(f"unknown key(s): {_short(', '.join(unknown))}; expected "
+                                  f"{CELL_NAMES}")
         return cls(normal=data["normal"], reduction=data["reduction"])
 
     @classmethod
@@ -118,6 +129,8 @@ class Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise InvalidGenotype(f"not valid JSON: {error}") from None
+        except RecursionError:  # a genotype is three levels deep; thousands are no genotype
+            raise InvalidGenotype("not a genotype: JSON nested too deeply") from None
         return cls.from_dict(data)
 
 

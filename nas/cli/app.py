@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from nas.config import describe_validation_error
 from nas.store import OwnershipLost, ResumeLimitReached, SearchOwned
@@ -26,8 +27,9 @@ USER_ERRORS = (ValueError, LookupError, OSError, TrainingDiverged, SearchOwned, 
 
 
 def fail(message: str) -> NoReturn:
-    """Print one line to stderr and exit with status 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one line to stderr (as typed: no markup read in it) and exit with status 2."""
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
+                               soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -172,7 +172,7 @@ def export_best(
         f"{settings['num_classes']} classes, {settings['in_channels']}x{settings['input_size']}"
         f"x{settings['input_size']} input, {settings['stem']} stem, "
         + (f"weights from {weights}" if weights else "untrained weights"),
-        highlight=False,
+        highlight=False, markup=False,
     )
 
 
@@ -257,14 +257,14 @@ def transfer_command(
         f"on {info.name} ({info.num_classes} classes, {info.train_size} train / "
         f"{info.valid_size} valid, {info.input_size} px), {outcome.params:,} parameters, "
         f"{_multiply_adds(outcome.flops)} multiply-adds, {outcome.result.seconds:.1f} s",
-        highlight=False,
+        highlight=False, markup=False,
     )
     console.print(
         f"at NASNet's setting ({size.published_input_size} px, 1000 classes) this "
         f"{cells}-cell, {channels}-channel network has {_millions(published_params)} parameters "
         f"and {_multiply_adds(published_flops)} multiply-adds; published {size.published}: "
         f"{_millions(size.published_params)}, {_multiply_adds(size.published_flops)}",
-        highlight=False,
+        highlight=False, markup=False,
     )
 
 

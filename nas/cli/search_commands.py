@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,10 +49,12 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
     total = config.budget.architectures
     with Progress(
         TextColumn("[bold]search[/] {task.fields[search_id]}"), BarColumn(),
-        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("best {task.fields[best]}"),
+        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[label]} "
+                                                             "{task.fields[best]}"),
         console=console, disable=quiet, transient=False,
     ) as bar:
-        task = bar.add_task("search", total=total, search_id=search_id, best="-")
+        task = bar.add_task("search", total=total, search_id=search_id, best="-",
+                            label=escape(candidate_reward_label(config)))
 
         def report(step: StepReport) -> None:
             best = "-" if step.best_reward is None else f"{step.best_reward:.4f}"
@@ -66,6 +69,25 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
                 f"search {search_id} {interrupt.reason}: checkpointed, status interrupted; "
                 f"continue with `nas resume {search_id}`", highlight=False, soft_wrap=True)
             raise typer.Exit(interrupt.exit_status) from None
+
+
+def candidate_reward_label(config: SearchConfig) -> str:
+    """What the progress bar's best reward is: ENAS scores candidates on one batch."""
+    if config.evaluator.name == "enas":
+        return "best one-batch reward"
+    return "best reward"
+
+
+def best_reward_label(store: Store, record: SearchRecord) -> str:
+    """What the summary's best reward is: a derived cell's (ENAS) or a candidate's."""
+    evaluator = (record.config.get("evaluator") or {}).get("name")
+    if store.count_architectures(record.id, role="derived"):
+        return "best derived reward (full validation split)"
+    if evaluator == "enas":
+        return "best one-batch reward"
+    if evaluator == "standalone":
+        return "best reward (full validation split)"
+    return "best reward"
 
 
 def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
@@ -150,7 +172,7 @@ def search(
         with Store() as store:
             record = create_search(store, config)
             if not as_json:
-                console.print(f"search [bold]{record.id}[/] ({config.name}) queued")
+                console.print(f"search [bold]{record.id}[/] ({escape(config.name)}) queued")
             record = _run_with_progress(store, record.id, config, quiet=as_json)
             _report(store, record, as_json)
 
@@ -187,7 +209,7 @@ def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
         print(json.dumps(summary))
         return
     console.print(f"search [bold]{record.id}[/] {summary['status']}: "
-                  f"{summary['architectures']} architectures, best reward "
+                  f"{summary['architectures']} architectures, {best_reward_label(store, record)} "
                   f"{_number(summary['best_reward'])}")
     top = [a for a in best_architectures(store, record.id, limit=3) if a.reward is not None]
     for rank, architecture in enumerate(top, start=1):
@@ -209,8 +231,9 @@ def searches(
     for column in ("id", "name", "status", "architectures", "best reward", "created"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["search_id"], row["name"], _status_text(row), str(row["architectures"]),
-                      _number(row["best_reward"]), row["created_at"][:19])
+        table.add_row(row["search_id"], escape(row["name"]), _status_text(row),
+                      str(row["architectures"]), _number(row["best_reward"]),
+                      row["created_at"][:19])
     console.print(table)
 
 
@@ -229,10 +252,10 @@ def show(
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
         print(json.dumps(summary))
         return
-    console.print(f"search [bold]{record.id}[/] ({record.name}): {_status_text(summary)}, "
+    console.print(f"search [bold]{record.id}[/] ({escape(record.name)}): {_status_text(summary)}, "
                   f"{summary['architectures']} architectures")
     if record.error:
-        console.print(f"error: {record.error}", highlight=False)
+        console.print(f"error: {record.error}", highlight=False, markup=False)
     for rank, architecture in enumerate(best, start=1):
         _print_architecture(architecture, rank)
 
@@ -262,7 +285,7 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         seconds = retrained["train_seconds"]
         console.print(f"  trained from scratch: accuracy {_number(retrained['accuracy'])}"
                       + (f" in {seconds:.1f} s" if seconds is not None else "")
-                      + (f" ({retrained['error']})" if retrained.get("error") else ""),
+                      + (f" ({escape(retrained['error'])})" if retrained.get("error") else ""),
                       highlight=False)
     genotype = architecture.genotype
     for cell in ("normal", "reduction"):
@@ -270,7 +293,7 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         for line in describe_cell(genotype.cell(cell)):
             console.print(f"    {line}", highlight=False)
     if architecture.error:
-        console.print(f"  error: {architecture.error}", highlight=False)
+        console.print(f"  error: {architecture.error}", highlight=False, markup=False)
 
 
 def _number(value: float | None) -> str:

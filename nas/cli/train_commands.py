@@ -9,12 +9,13 @@ from typing import Annotated
 
 import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nas.architectures import all_architectures, resolve_architecture
 from nas.cli.app import app, configure_threads, console, user_errors, zoo_app
 from nas.data import DATASETS, load_dataset
-from nas.train import TrainConfig, train_model
+from nas.train import TrainConfig, seed_everything, train_model
 from searchspace.complexity import count_flops, count_parameters
 
 
@@ -47,6 +48,7 @@ def train(
         data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size,
                             download=download)
         info = data.info
+        seed_everything(seed)  # the initial weights too: same seed, same run
         model = architecture.build(
             num_classes=info.num_classes, in_channels=info.in_channels,
             input_size=info.input_size, cells=cells, channels=channels, auxiliary=auxiliary,
@@ -60,6 +62,8 @@ def train(
         "epochs": len(result.history),
         "val_accuracy": round(result.final_val_accuracy, 4),
         "best_val_accuracy": round(result.best_val_accuracy, 4),
+        "val_loss": result.history[-1].val_loss,
+        "train_loss": result.history[-1].train_loss,
         "params": params,
         "flops": flops,
         "seconds": round(result.seconds, 2),
@@ -68,7 +72,8 @@ def train(
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"{arch} on {dataset} ({info.train_size} train / {info.valid_size} valid)")
+    table = Table(title=f"{escape(arch)} on {escape(dataset)} ({info.train_size} train / "
+                        f"{info.valid_size} valid)")
     for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
         table.add_column(column, justify="right")
     for epoch in result.history:

@@ -9,7 +9,6 @@ from nas.data.core import (
     DatasetInfo,
     DataSplits,
     limit_indices,
-    seeded_generator,
     stratified_split,
 )
 from nas.data.tensors import Augmentation, resize_images, tensor_splits
@@ -61,7 +60,7 @@ def load_digits(
 
 def make_synthetic(examples: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded images: one smooth random template per class plus Gaussian noise; balanced labels."""
-    generator = seeded_generator(SYNTHETIC_DATA_SEED)
+    generator = torch.Generator().manual_seed(SYNTHETIC_DATA_SEED)  # fixed data, not a user seed
     coarse = torch.randn(SYNTHETIC_CLASSES, SYNTHETIC_CHANNELS, 4, 4, generator=generator)
     templates = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
     templates = templates / templates.flatten(1).std(1).view(-1, 1, 1, 1)

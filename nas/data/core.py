@@ -12,6 +12,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from nas.seeding import stream_seed
+
 Batch = tuple[Tensor, Tensor]
 
 
@@ -92,9 +94,9 @@ def check_options(valid_fraction: float, limit: int | None, input_size: int | No
 
 
 def seeded_generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded once with ``seed``."""
+    """A CPU generator seeded once from every bit of ``seed`` (see `nas.seeding`)."""
     generator = torch.Generator()
-    generator.manual_seed(seed)
+    generator.manual_seed(stream_seed(seed, "data"))
     return generator
 
 

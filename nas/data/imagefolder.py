@@ -36,6 +36,7 @@ LAYOUT = (
 )
 
 Sample = tuple[str, int]
+CHECKED_PER_CLASS = 3  # images decoded per class when a folder is opened
 Transform = Callable[[Image.Image], Tensor]
 
 
@@ -90,6 +91,24 @@ def scan_folder(root: Path, class_names: list[str] | None = None) -> tuple[list[
     return class_names, samples
 
 
+def decode(path: str) -> Image.Image:
+    """The image at `path` as RGB; DatasetError naming the file when it cannot be decoded."""
+    try:
+        return default_loader(path)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DatasetError(f"cannot decode image {path}: {error}") from error
+
+
+def check_images(samples: list[Sample], per_class: int = CHECKED_PER_CLASS) -> None:
+    """Decode the first `per_class` images of every class, so a folder of files that are not
+    images fails when it is opened (naming the file), not in every candidate of a search."""
+    seen: Counter[int] = Counter()
+    for path, label in samples:
+        if seen[label] < per_class:
+            decode(path)
+            seen[label] += 1
+
+
 class SeededImageDataset(Dataset):
     """Decodes ``samples[index]``; a random transform runs under the per-sample seed it is given."""
 
@@ -104,10 +123,7 @@ class SeededImageDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, int]:
         index, sample_seed = item
         path, label = self.samples[index]
-        try:
-            image = default_loader(path)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DatasetError(f"cannot decode image {path}: {error}") from error
+        image = decode(path)
         if not self.random:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
@@ -188,8 +204,10 @@ def load_imagefolder(
         )
     train_root = root / "train" if (root / "train").is_dir() else root
     class_names, pool = scan_folder(train_root)
+    check_images(pool)
     if train_root != root and (root / "val").is_dir():
         _, valid_pool = scan_folder(root / "val", class_names)
+        check_images(valid_pool)
         n_valid = None if limit is None else max(1, round(limit * valid_fraction))
         valid_samples = _take(valid_pool, n_valid, seed + 1)
         n_train = None if limit is None else max(1, limit - len(valid_samples))

@@ -22,7 +22,7 @@ from searchspace.spaces import SearchSpace
 class StrategyOptions(BaseModel):
     """Options of a strategy; subclasses add theirs. Unknown options are an error."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Strategy(ABC):

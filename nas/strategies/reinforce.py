@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from nas.seeding import stream_seed
 from nas.strategies.base import Strategy, StrategyOptions, check_state_strategy
 from searchspace.genotype import Genotype
 from searchspace.spaces import SearchSpace
@@ -139,10 +140,10 @@ class Reinforce(Strategy):
     def __init__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
         with torch.random.fork_rng(devices=[]):  # seed the initial weights, not the caller's RNG
-            torch.manual_seed(seed)
+            torch.manual_seed(stream_seed(seed, "reinforce-controller"))
             self.controller = Controller(space, self.options)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.options.lr)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(stream_seed(seed, "reinforce-sampling"))
         self.baseline: float | None = None
         self.updates = 0
 
