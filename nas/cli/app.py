@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from nas.config import describe_validation_error
+from nas.service.errors import UserError, describe
 from nas.store import OwnershipLost, ResumeLimitReached, SearchOwned
 from nas.threads import thread_count
 from nas.train import TrainingDiverged
@@ -22,8 +21,8 @@ zoo_app = typer.Typer(help="The classic architectures and the published referenc
                       no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 console = Console()
-USER_ERRORS = (ValueError, LookupError, OSError, TrainingDiverged, SearchOwned, OwnershipLost,
-               ResumeLimitReached)
+USER_ERRORS = (UserError, ValueError, LookupError, OSError, TrainingDiverged, SearchOwned,
+               OwnershipLost, ResumeLimitReached)
 
 
 def fail(message: str) -> NoReturn:
@@ -31,15 +30,6 @@ def fail(message: str) -> NoReturn:
     Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False,
                                soft_wrap=True)
     raise typer.Exit(2)
-
-
-def describe(error: BaseException) -> str:
-    """One line for a user error (pydantic's field errors joined, KeyError without quotes)."""
-    if isinstance(error, ValidationError):
-        return describe_validation_error(error)
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return " ".join(str(error).split())
 
 
 @contextlib.contextmanager

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from nas.architectures import read_genotype_file
 from nas.cli.app import app, configure_threads, console, fail, user_errors
-from nas.config import SearchConfig
 from nas.data import DATASETS, load_dataset
-from nas.data.imagefolder import DEFAULT_INPUT_SIZE, list_classes
-from nas.export import FORMATS, ExportSpec, export
-from nas.search import best_architectures
-from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
+from nas.export import FORMATS, export
+from nas.service import exports
+from nas.store import Store
 from nas.train import TrainConfig
 from nas.transfer import (
     PRESETS,
-    TRANSFER_ROLE,
     measure,
     preset,
     record_transfer,
@@ -32,97 +27,6 @@ from nas.transfer import (
 export_app = typer.Typer(help="Write a searched architecture out as code or a model file.",
                          no_args_is_help=True)
 app.add_typer(export_app, name="export")
-
-# (classes, input channels, input size) of the built-in datasets
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
-    "digits": (10, 1, 8), "synthetic": (4, 3, 16), "cifar10": (10, 3, 32),
-}
-
-
-@dataclass(frozen=True)
-class Ranked:
-    """The architecture picked from a search, with its rank and the search's settings."""
-
-    search: SearchRecord
-    architecture: ArchitectureRecord
-    rank: int
-
-
-def pick_architecture(store: Store, search_id: str | None, rank: int, *,
-                      transferred: bool = False) -> Ranked:
-    """The `rank`-th best architecture of a search (by default the most recent finished one),
-    ranked as `nas show` ranks them, apart from transferred ones (scored on another dataset):
-    those are ranked with `transferred`, or in a search that holds nothing else."""
-    if search_id is None:
-        search = store.latest_search(status=SearchStatus.FINISHED)
-        if search is None:
-            fail("no finished search in the store; run `nas search` first or pass --search ID")
-    else:
-        search = store.get_search(search_id)  # UnknownSearch: one line, exit 2
-    transfers = store.architectures(search.id, order="reward", role=TRANSFER_ROLE)
-    candidates = [] if transferred else best_architectures(store, search.id)
-    ranked = [a for a in candidates or transfers if a.reward is not None]
-    if not ranked:
-        kind = "transferred architecture" if transferred else "scored architecture"
-        fail(f"search {search.id} ({search.status}) has no {kind} to pick")
-    if not 1 <= rank <= len(ranked):
-        fail(f"rank {rank} is out of range: search {search.id} has {len(ranked)} ranked "
-             f"architecture(s), ranked from 1")
-    return Ranked(search, ranked[rank - 1], rank)
-
-
-def _search_config(search: SearchRecord) -> SearchConfig | None:
-    try:
-        return SearchConfig.model_validate(search.config)
-    except ValidationError:
-        return None
-
-
-def _dataset_shape(name: str, path: str | None, input_size: int | None
-                   ) -> tuple[int | None, int, int]:
-    """(classes or None when unknown, input channels, input size) of a configured dataset."""
-    key = name.lower()
-    if key in DATASET_SHAPES:
-        classes, channels, size = DATASET_SHAPES[key]
-        return classes, channels, input_size or size
-    classes = None
-    if path is not None:
-        root = Path(path)
-        root = root / "train" if (root / "train").is_dir() else root
-        if root.is_dir():
-            classes = len(list_classes(root))
-    return classes, 3, input_size or DEFAULT_INPUT_SIZE
-
-
-def export_spec(picked: Ranked, *, cells: int | None, channels: int | None,
-                num_classes: int | None, input_size: int | None) -> ExportSpec:
-    """Network settings: the flags, else what the architecture was trained with (transferred
-    ones record it), else the search's proxy network and dataset."""
-    recorded: dict[str, Any] = (picked.architecture.metrics or {}).get("network") or {}
-    config = _search_config(picked.search)
-    if recorded:
-        defaults = (recorded.get("num_classes"), recorded.get("in_channels", 3),
-                    recorded.get("input_size", 32))
-        default_cells, default_channels = recorded.get("cells", 2), recorded.get("channels", 16)
-    elif config is not None:
-        dataset = config.dataset
-        defaults = _dataset_shape(dataset.name, dataset.resolved_path(), dataset.input_size)
-        default_cells, default_channels = config.network.cells, config.network.channels
-    else:
-        defaults, default_cells, default_channels = (None, 3, 32), 2, 16
-    classes = num_classes if num_classes is not None else defaults[0]
-    if classes is None:
-        fail(f"cannot tell the number of classes of search {picked.search.id}'s dataset; "
-             f"pass --num-classes")
-    return ExportSpec(
-        picked.architecture.genotype, num_classes=classes,
-        cells=cells if cells is not None else default_cells,
-        channels=channels if channels is not None else default_channels,
-        in_channels=defaults[1], input_size=input_size if input_size is not None else defaults[2],
-        title=f"architecture {picked.architecture.id} (rank {picked.rank} of search "
-              f"{picked.search.id}, {picked.search.name})",
-    )
-
 
 @export_app.command("best")
 def export_best(
@@ -145,15 +49,12 @@ def export_best(
     TorchScript, ONNX or a state dict with its genotype."""
     configure_threads()
     with user_errors(), Store() as store:
-        if fmt not in FORMATS:
-            fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        picked = pick_architecture(store, search, rank, transferred=transferred)
+        exports.check_format(fmt)
+        picked = exports.pick(store, search, rank, transferred=transferred)
     with user_errors():
-        spec = export_spec(picked, cells=cells, channels=channels, num_classes=num_classes,
-                           input_size=input_size)
-        recorded_weights = (picked.architecture.metrics or {}).get("weights")
-        if weights is None and recorded_weights and Path(recorded_weights).is_file():
-            weights = Path(recorded_weights)
+        spec = exports.spec_for(picked, cells=cells, channels=channels, num_classes=num_classes,
+                                input_size=input_size)
+        weights = weights or exports.recorded_weights(picked)
         written = export(spec, output, fmt, weights)
     summary = {
         "search_id": picked.search.id, "architecture_id": picked.architecture.id,
@@ -218,7 +119,7 @@ def transfer_command(
         fail("--cpus and --gpus say what a Ray worker gets: add --ray")
     with user_errors(), Store() as store:
         size = preset(preset_name)
-        source = pick_architecture(store, search, rank).architecture if search else None
+        source = exports.pick(store, search, rank).architecture if search else None
         genotype = source.genotype if source else read_genotype_file(genotype_file)
         cells = cells if cells is not None else size.cells
         channels = channels if channels is not None else size.channels
