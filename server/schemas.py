@@ -28,9 +28,12 @@ class SearchOut(BaseModel):
     finished_at: datetime | None
     error: str | None
     best_reward: float | None
-    architectures: int
+    architectures: int = Field(description="candidates recorded (derived ones not counted)")
     budget: Budget
     progress: float | None = Field(description="share of the architecture budget recorded")
+    owner: str | None = Field(description="the process running it")
+    heartbeat_at: datetime | None
+    stale: bool = Field(description="running, but its owner stopped beating: it died")
 
     @classmethod
     def of(cls, item: SearchSummary) -> SearchOut:
@@ -43,7 +46,8 @@ class SearchOut(BaseModel):
             finished_at=record.finished_at, error=record.error, best_reward=record.best_reward,
             architectures=item.architectures,
             budget=Budget(architectures=item.budget_architectures, seconds=item.budget_seconds),
-            progress=item.progress)
+            progress=item.progress, owner=record.owner, heartbeat_at=record.heartbeat_at,
+            stale=item.stale)
 
 
 class SearchDetail(SearchOut):

@@ -4,16 +4,14 @@ export run in a fresh interpreter; the server killed and started again while a s
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+from servers import TOKEN, Server, free_port
 
-TOKEN = "process-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
 ENAS = {"name": "enas-api", "seed": 0, "strategy": {"name": "reinforce"},
@@ -21,46 +19,6 @@ ENAS = {"name": "enas-api", "seed": 0, "strategy": {"name": "reinforce"},
                       "derive_samples": 4, "derive_top": 2},
         "dataset": {"name": "digits"}, "network": {"cells": 1, "channels": 8},
         "budget": {"architectures": 24}, "samples_per_step": 4}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    def __init__(self, tmp_path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
-                    "NAS_API_TOKEN": TOKEN, "NAS_DATABASE_URL": "", "NAS_RUNNER": "process",
-                    "NAS_MAX_RUNNING_SEARCHES": "2", "NAS_HEARTBEAT_STALE_SECONDS": "6"}
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen([*NAS, "serve", "--port", str(self.port)],
-                                        env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, self.process.stdout.read()
-            time.sleep(0.2)
-        raise AssertionError("the server did not become ready")
-
-    def kill(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -103,7 +61,7 @@ def test_an_enas_search_followed_paged_and_exported_over_http(server, tmp_path):
         rows += page["items"]
         if (cursor := page["next_cursor"]) is None:
             break
-    assert len(rows) == search["architectures"] == 24 + 2  # candidates + derived
+    assert search["architectures"] == 24 and len(rows) == 24 + 2  # candidates + derived
     assert kinds.count("architecture") == len(rows)
     best = httpx.get(f"{server.url}/api/v1/searches/{search_id}/best").json()
     assert best["role"] == "derived"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from nas.cli import remote
 from nas.service.errors import UserError, describe
 from nas.store import OwnershipLost, ResumeLimitReached, SearchOwned
 from nas.threads import thread_count
@@ -20,6 +21,15 @@ app = typer.Typer(help="Neural architecture search: NASNet-style cells, ENAS and
 zoo_app = typer.Typer(help="The classic architectures and the published reference cells.",
                       no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+
+
+@app.callback()
+def _options(server: Annotated[str | None, typer.Option(
+        "--server", envvar="NAS_SERVER", help="talk to a deployed service (with NAS_API_TOKEN): "
+        "searches, show, search, resume, cancel, delete, export best")] = None) -> None:
+    remote.configure(server)
+
+
 console = Console()
 USER_ERRORS = (UserError, ValueError, LookupError, OSError, TrainingDiverged, SearchOwned,
                OwnershipLost, ResumeLimitReached)

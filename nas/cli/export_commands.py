@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,8 @@ import typer
 
 from nas.architectures import read_genotype_file
 from nas.cli.app import app, configure_threads, console, fail, user_errors
+from nas.cli.remote import server
+from nas.cli.remote_commands import remote, write_export
 from nas.data import DATASETS, load_dataset
 from nas.export import FORMATS, export
 from nas.service import exports
@@ -48,6 +51,13 @@ def export_best(
     """Write the best (or --rank K) architecture of a search as a standalone .py module,
     TorchScript, ONNX or a state dict with its genotype."""
     configure_threads()
+    if server() is not None:
+        if transferred or weights or any(value is not None for value in (
+                cells, channels, num_classes, input_size)):
+            fail("with --server the export is the architecture as the search trained it: drop "
+                 "--transferred, --weights, --cells, --channels, --num-classes, --input-size")
+        _export_remote(output, search, rank, fmt, as_json)
+        return
     with user_errors(), Store() as store:
         exports.check_format(fmt)
         picked = exports.pick(store, search, rank, transferred=transferred)
@@ -75,6 +85,30 @@ def export_best(
         + (f"weights from {weights}" if weights else "untrained weights"),
         highlight=False, markup=False,
     )
+
+
+def _export_remote(output: Path, search: str | None, rank: int, fmt: str, as_json: bool
+                   ) -> None:
+    """`nas export best` from a deployed service: its `rank`-th best, as the server writes it."""
+    with user_errors(), remote() as client:
+        exports.check_format(fmt)
+        search_id = search or client.latest_finished()
+        ranked = client.top(search_id, rank)
+        if len(ranked) < rank:
+            fail(f"rank {rank} is out of range: search {search_id} has {len(ranked)} ranked "
+                 f"architecture(s), ranked from 1")
+        chosen = ranked[rank - 1]
+        stem = output.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,100}", output.stem) else None
+        filename, content = client.export(chosen.id, fmt, stem)
+        written = write_export(filename, content, output)
+    if as_json:
+        print(json.dumps({"search_id": search_id, "architecture_id": chosen.id, "rank": rank,
+                          "reward": chosen.reward, "format": fmt, "server": client.url,
+                          "files": [str(path) for path in written]}))
+        return
+    console.print(f"wrote {', '.join(str(path) for path in written)}: architecture {chosen.id} "
+                  f"(rank {rank} of search {search_id} on {client.url})", highlight=False,
+                  markup=False)
 
 
 @app.command("transfer")

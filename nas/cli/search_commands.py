@@ -13,9 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nas.cli.app import app, configure_threads, console, fail, user_errors
+from nas.cli.remote import Remote, server
+from nas.cli.remote_commands import follow, remote, title
+from nas.cli.remote_commands import summary as remote_summary
 from nas.config import SearchConfig, load_config, merge, parse_config
 from nas.ownership import OwnershipSettings
 from nas.search import StepReport, best_architectures, create_search, run_search
+from nas.service import searches as search_service
 from nas.signals import SearchInterrupted, interrupt_on_stop_signals
 from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
 from searchspace.genotype import describe_cell
@@ -168,6 +172,13 @@ def search(
             config = load_config(config_file, overrides)
         else:
             config = parse_config(merge({}, overrides), source="options")
+        if server() is not None:
+            with remote() as client:
+                launched = client.launch(config.model_dump(mode="json"))
+                if not as_json:
+                    console.print(f"{title(launched)} queued on {client.url}")
+                _remote_report(client, follow(client, launched["id"], as_json), as_json)
+            return
         _join_ray(config)
         with Store() as store:
             record = create_search(store, config)
@@ -193,6 +204,11 @@ def resume(
 ) -> None:
     """Continue a search from its last checkpoint (after a crash, a kill or a cancel)."""
     configure_threads()
+    if server() is not None:
+        with user_errors(), remote() as client:
+            client.act(search_id, "resume")
+            _remote_report(client, follow(client, search_id, as_json), as_json)
+        return
     with user_errors(), Store() as store:
         record = store.get_search(search_id)
         if record.status is SearchStatus.FINISHED:
@@ -201,6 +217,45 @@ def resume(
         _join_ray(config)
         record = _run_with_progress(store, search_id, config, quiet=as_json)
         _report(store, record, as_json)
+
+
+def _remote_report(client: Remote, search: dict[str, Any], as_json: bool) -> None:
+    top = client.top(search["id"], 3)
+    summary = remote_summary(search, top)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"search [bold]{search['id']}[/] {summary['status']}: "
+                  f"{summary['architectures']} architectures, best reward "
+                  f"{_number(summary['best_reward'])}")
+    for rank, architecture in enumerate(top, start=1):
+        _print_architecture(architecture, rank)
+
+
+@app.command()
+def cancel(search_id: Annotated[str, typer.Argument(help="id from `nas searches`")]) -> None:
+    """Stop a queued or running search at its next step (`nas resume` continues it)."""
+    with user_errors():
+        if server() is not None:
+            with remote() as client:
+                status = client.act(search_id, "cancel")["status"]
+        else:
+            with Store() as store:
+                status = search_service.cancel(store, search_id).status
+    console.print(f"search {search_id} {status}", highlight=False, markup=False)
+
+
+@app.command()
+def delete(search_id: Annotated[str, typer.Argument(help="id from `nas searches`")]) -> None:
+    """Delete an ended search with its architectures, checkpoints and weights."""
+    with user_errors():
+        if server() is not None:
+            with remote() as client:
+                client.delete(search_id)
+        else:
+            with Store() as store:
+                search_service.delete(store, search_id)
+    console.print(f"search {search_id} deleted", highlight=False, markup=False)
 
 
 def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
@@ -221,9 +276,8 @@ def searches(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
     """Every search in the store, newest first."""
-    with user_errors(), Store() as store:
-        rows = [_summary(store, record) | {"created_at": record.created_at.isoformat()}
-                for record in store.list_searches()]
+    with user_errors():
+        rows = _remote_rows() if server() is not None else _local_rows()
     if as_json:
         print(json.dumps(rows))
         return
@@ -237,6 +291,18 @@ def searches(
     console.print(table)
 
 
+def _local_rows() -> list[dict[str, Any]]:
+    with Store() as store:
+        return [_summary(store, record) | {"created_at": record.created_at.isoformat()}
+                for record in store.list_searches()]
+
+
+def _remote_rows() -> list[dict[str, Any]]:
+    with remote() as client:
+        return [remote_summary(search) | {"best_reward": search["best_reward"]}
+                for search in client.searches()]
+
+
 @app.command()
 def show(
     search_id: Annotated[str, typer.Argument(help="id from `nas searches`")],
@@ -244,18 +310,25 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """A search's top architectures, each cell drawn as text."""
-    with user_errors(), Store() as store:
-        record = store.get_search(search_id)
-        best = best_architectures(store, search_id, limit=top)
-        summary = _summary(store, record)
+    with user_errors():
+        if server() is not None:
+            with remote() as client:
+                found = client.search(search_id)
+                best = client.top(search_id, top)
+            summary, error = remote_summary(found, best), found["error"]
+        else:
+            with Store() as store:
+                record = store.get_search(search_id)
+                best = best_architectures(store, search_id, limit=top)
+                summary, error = _summary(store, record), record.error
     if as_json:
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
         print(json.dumps(summary))
         return
-    console.print(f"search [bold]{record.id}[/] ({escape(record.name)}): {_status_text(summary)}, "
-                  f"{summary['architectures']} architectures")
-    if record.error:
-        console.print(f"error: {record.error}", highlight=False, markup=False)
+    console.print(f"search [bold]{summary['search_id']}[/] ({escape(summary['name'])}): "
+                  f"{_status_text(summary)}, {summary['architectures']} architectures")
+    if error:
+        console.print(f"error: {error}", highlight=False, markup=False)
     for rank, architecture in enumerate(best, start=1):
         _print_architecture(architecture, rank)
 

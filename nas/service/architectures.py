@@ -17,10 +17,15 @@ def page(store: Store, search_id: str, *, sort: ArchitectureSort = "reward",
                                     role=role, cursor=cursor, limit=limit)
 
 
+def top(store: Store, search_id: str, limit: int) -> list[ArchitectureRecord]:
+    """The best scored architectures as `nas show` ranks them (ENAS: the derived ones)."""
+    return [row for row in best_architectures(store, search_id, limit=limit)
+            if row.reward is not None]
+
+
 def best(store: Store, search_id: str) -> ArchitectureRecord:
-    """The best architecture as `nas show` ranks them (derived ones first for ENAS)."""
-    ranked = [row for row in best_architectures(store, search_id, limit=1)
-              if row.reward is not None]
+    """The best architecture as `nas show` ranks them."""
+    ranked = top(store, search_id, 1)
     if not ranked:
         raise NotFound(f"search {search_id} has no scored architecture yet")
     return ranked[0]

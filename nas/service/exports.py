@@ -150,11 +150,13 @@ def check_format(fmt: str) -> None:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def export_bytes(picked: Ranked, fmt: str, **settings: int | None) -> Download:
-    """The export as one download (see the module docstring)."""
+def export_bytes(picked: Ranked, fmt: str, stem: str | None = None,
+                 **settings: int | None) -> Download:
+    """The export as one download (see the module docstring); its files are named `stem`
+    (default `architecture_<id>`), which a `.py` with weights names its weights file by."""
     check_format(fmt)
     spec = spec_for(picked, **settings)
-    stem = f"architecture_{picked.architecture.id}"
+    stem = stem or f"architecture_{picked.architecture.id}"
     with tempfile.TemporaryDirectory(prefix="nas-export-") as folder:
         written = export(spec, Path(folder) / f"{stem}{SUFFIXES[fmt]}", fmt,
                          recorded_weights(picked))

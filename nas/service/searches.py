@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.config import SearchConfig
+from nas.ownership import OwnershipSettings
 from nas.paths import weights_dir
 from nas.search import create_search
 from nas.store import SearchRecord, SearchStatus, Store
@@ -31,6 +32,8 @@ class SearchSummary:
     architectures: int
     budget_architectures: int | None
     budget_seconds: float | None
+    stale: bool
+    """Running, but its owner's heartbeat is older than `NAS_HEARTBEAT_STALE_SECONDS`."""
 
     @property
     def progress(self) -> float | None:
@@ -61,8 +64,9 @@ def confine(path: Path, roots: Sequence[Path]) -> None:
 def summary(store: Store, search_id: str) -> SearchSummary:
     record = store.get_search(search_id)
     budget = record.config.get("budget") or {}
-    return SearchSummary(record, store.count_architectures(search_id),
-                         budget.get("architectures"), budget.get("seconds"))
+    stale = record.is_stale(OwnershipSettings.from_env().stale_seconds)
+    return SearchSummary(record, store.count_architectures(search_id, role="candidate"),
+                         budget.get("architectures"), budget.get("seconds"), stale)
 
 
 def page(store: Store, *, status: SearchStatus | None = None, cursor: str | None = None,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from nas.service import architectures as architecture_service
@@ -41,11 +41,15 @@ def logs(architecture_id: int, _: ReadAccess, store: StoreDep) -> ArchitectureLo
     200: {"content": {"application/octet-stream": {}, "text/x-python": {},
                       "application/zip": {}},
           "description": "the file `nas export` writes (a zip when it writes several)"}})
-async def export(architecture_id: int, _: ReadAccess, store: StoreDep,
-                 format: Literal["py", "torchscript", "onnx", "state-dict"] = "py") -> Response:
+async def export(
+    architecture_id: int, _: ReadAccess, store: StoreDep,
+    format: Literal["py", "torchscript", "onnx", "state-dict"] = "py",
+    stem: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,100}$", description=(
+        "name of the files (default architecture_<id>)"))] = None,
+) -> Response:
     """Download the architecture as a standalone `.py` module (with its trained weights when
     kept: a zip), TorchScript, ONNX or a state dict with its genotype and settings."""
     picked = await run_in_threadpool(exports.by_id, store, architecture_id)
-    download = await run_in_threadpool(exports.export_bytes, picked, format)
+    download = await run_in_threadpool(exports.export_bytes, picked, format, stem)
     return Response(download.content, media_type=download.media_type, headers={
         "Content-Disposition": f'attachment; filename="{download.filename}"'})

@@ -101,6 +101,13 @@ def best(search_id: str, _: ReadAccess, store: StoreDep) -> ArchitectureOut:
     return ArchitectureOut.of(architecture_service.best(store, search_id))
 
 
+@router.get("/{search_id}/top", response_model=list[ArchitectureOut], responses=ERRORS)
+def top(search_id: str, _: ReadAccess, store: StoreDep,
+        limit: Annotated[int, Query(ge=1, le=100)] = 5) -> list[ArchitectureOut]:
+    """The best architectures as `nas show` ranks them (ENAS: the derived ones)."""
+    return [ArchitectureOut.of(row) for row in architecture_service.top(store, search_id, limit)]
+
+
 @router.get("/{search_id}/architectures", response_model=ArchitecturePage,
             responses=ERRORS | {422: {}})
 def list_architectures(

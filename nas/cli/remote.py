@@ -1,0 +1,137 @@
+"""`nas --server URL` (or `NAS_SERVER`): the search commands talk to a deployed service over
+its REST API with `NAS_API_TOKEN`, so a user needs no database credentials (as `nnictl` does
+for NNI). An HTTP error is a user error: its `detail` becomes the one line of `nas`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from nas.service.errors import Unavailable, UserError
+from nas.store import ArchitectureRecord, ArchitectureState
+from searchspace.genotype import Genotype
+
+_server: str | None = None
+
+
+def configure(server: str | None) -> None:
+    """Set by the `--server` option (or `NAS_SERVER`) before a command runs."""
+    global _server
+    _server = server.rstrip("/") if server else None
+
+
+def server() -> str | None:
+    return _server
+
+
+class RemoteError(UserError):
+    """The server refused the request; `status` is its HTTP status."""
+
+
+class Remote:
+    """The service's REST API, one call per thing a command needs."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        token = token if token is not None else os.environ.get("NAS_API_TOKEN") or None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **options)
+        except httpx.HTTPError as error:
+            raise Unavailable(f"cannot reach the server at {self.url}: {error}") from None
+        if response.status_code >= 400:
+            raise RemoteError(f"{self.url}: {_detail(response)}")
+        return response
+
+    def searches(self, limit: int = 200) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/searches", params={"limit": limit}).json()["items"]
+
+    def search(self, search_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/searches/{search_id}").json()
+
+    def top(self, search_id: str, limit: int) -> list[ArchitectureRecord]:
+        rows = self.request("GET", f"/api/v1/searches/{search_id}/top",
+                            params={"limit": limit}).json()
+        return [architecture_record(row) for row in rows]
+
+    def launch(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/api/v1/searches", json=config).json()
+
+    def act(self, search_id: str, action: str) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/searches/{search_id}/{action}").json()
+
+    def delete(self, search_id: str) -> None:
+        self.request("DELETE", f"/api/v1/searches/{search_id}")
+
+    def latest_finished(self) -> str:
+        found = self.request("GET", "/api/v1/searches",
+                             params={"status": "finished", "limit": 1}).json()["items"]
+        if not found:
+            raise RemoteError(f"{self.url}: no finished search; pass --search ID")
+        return found[0]["id"]
+
+    def export(self, architecture_id: int, fmt: str, stem: str | None) -> tuple[str, bytes]:
+        params = {"format": fmt} | ({"stem": stem} if stem else {})
+        response = self.request("GET", f"/api/v1/architectures/{architecture_id}/export",
+                                params=params, timeout=600)
+        disposition = response.headers.get("content-disposition", "")
+        filename = disposition.partition('filename="')[2].rstrip('"') or "export"
+        return filename, response.content
+
+    def events(self, search_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The search's events as they come, until its `end`."""
+        kind = "message"
+        try:
+            with self.http.stream("GET", f"/api/v1/searches/{search_id}/events",
+                                  timeout=httpx.Timeout(None, connect=10)) as stream:
+                if stream.status_code >= 400:
+                    stream.read()
+                    raise RemoteError(f"{self.url}: {_detail(stream)}")
+                for line in stream.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        yield kind, json.loads(line[6:])
+                        if kind == "end":
+                            return
+        except httpx.HTTPError as error:
+            raise Unavailable(f"lost the server at {self.url}: {error}") from None
+
+
+def architecture_record(row: dict[str, Any]) -> ArchitectureRecord:
+    """An architecture as the API returns it, as the store's record (for the same printing)."""
+    genotype = Genotype.from_dict(row["genotype"])
+    return ArchitectureRecord(
+        id=row["id"], search_id=row["search_id"], step=row["step"],
+        genotype_json=genotype.to_json(), genotype_id=row["genotype_id"],
+        state=ArchitectureState(row["state"]), role=row["role"], parent_id=None,
+        evaluator=row["evaluator"], reward=row["reward"], accuracy=row["accuracy"],
+        params=row["params"], flops=row["flops"], latency_ms=row["latency_ms"],
+        train_seconds=row["train_seconds"], metrics=None, error=row["error"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        finished_at=datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):  # FastAPI's validation errors: field: message; ...
+        detail = "; ".join(f"{'.'.join(str(part) for part in item.get('loc', [])[1:])}: "
+                           f"{item.get('msg')}" for item in detail)
+    return " ".join(str(detail or response.reason_phrase).split())

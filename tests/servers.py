@@ -1,0 +1,56 @@
+"""A real `nas serve` process for tests: on a free port of 127.0.0.1, its own NAS_HOME."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+TOKEN = "process-token"
+NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
+                    "NAS_API_TOKEN": TOKEN, "NAS_DATABASE_URL": "", "NAS_RUNNER": "process",
+                    "NAS_MAX_RUNNING_SEARCHES": "2", "NAS_HEARTBEAT_STALE_SECONDS": "6"}
+        self.log = tmp_path / "server.log"
+        self.process = None
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([*NAS, "serve", "--port", str(self.port)],
+                                            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()
+            time.sleep(0.2)
+        raise AssertionError("the server did not become ready")
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+

@@ -1,0 +1,75 @@
+"""`nas --server URL`: the search commands against a real `nas serve`, with the token and no
+database of their own (NAS_DATABASE_URL points nowhere usable)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from servers import NAS, TOKEN, Server, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("served")).start()
+    yield running
+    running.stop()
+
+
+def nas(server_url, *args, token=TOKEN, tmp_path=None):
+    env = {**os.environ, "NAS_API_TOKEN": token, "NAS_SERVER": server_url,
+           "NAS_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    return subprocess.run([*NAS, *args], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+
+
+def test_search_show_searches_and_export_through_the_api(server, tmp_path):
+    launched = nas(server.url, "search", "--evaluator", "synthetic", "--strategy", "random",
+                   "--budget-architectures", "8", "--name", "remote", "--json")
+    assert launched.returncode == 0, launched.stderr
+    summary = json.loads(launched.stdout)
+    assert summary["status"] == "finished" and summary["architectures"] == 8
+    search_id = summary["search_id"]
+    listed = json.loads(nas(server.url, "searches", "--json").stdout)
+    assert search_id in [row["search_id"] for row in listed]
+    shown = json.loads(nas(server.url, "show", search_id, "--top", "3", "--json").stdout)
+    assert len(shown["top"]) == 3 and shown["top"][0]["reward"] == summary["best_reward"]
+    text = nas(server.url, "show", search_id).stdout
+    assert f"search {search_id} (remote): finished, 8 architectures" in text
+    exported = nas(server.url, "export", "best", "-o", str(tmp_path / "best.py"), "--json")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["search_id"] == search_id
+    run = subprocess.run([sys.executable, "-c", "import best, torch; "
+                          "print(best.build_model()(torch.zeros(1, 1, 8, 8)).shape[1])"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "10", run.stderr
+
+
+def test_cancel_resume_and_delete_through_the_api(server):
+    config = ["--evaluator", "synthetic", "--budget-architectures", "4", "--json"]
+    search_id = json.loads(nas(server.url, "search", *config).stdout)["search_id"]
+    assert nas(server.url, "cancel", search_id).returncode == 2  # finished: 409, one line
+    deleted = nas(server.url, "delete", search_id)
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout
+    shown = nas(server.url, "show", search_id)
+    assert shown.returncode == 2 and "unknown search id" in shown.stderr
+
+
+@pytest.mark.parametrize(("arguments", "token", "message"), [
+    (["show", "nosuchsearch"], TOKEN, "unknown search id 'nosuchsearch'"),
+    (["search", "--evaluator", "synthetic"], "wrong", "wrong API token"),
+    (["search", "--evaluator", "synthetic", "--budget-architectures", "0"], TOKEN,
+     "budget.architectures"),
+])
+def test_refusals_are_one_line(server, arguments, token, message):
+    result = nas(server.url, *arguments, token=token)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_an_unreachable_server_is_one_line():
+    url = f"http://127.0.0.1:{free_port()}"
+    result = nas(url, "searches")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "cannot reach the server" in lines[0]
