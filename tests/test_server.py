@@ -132,7 +132,7 @@ def test_a_dataset_path_outside_the_datasets_folder_is_refused(client, tmp_path)
     assert client.get("/api/v1/searches").json()["items"] == []
 
 
-def test_cancel_delete_and_resume_follow_the_lifecycle(client):
+def test_cancel_delete_and_resume_follow_the_lifecycle(client, tmp_path):
     search_id = launch(client, synthetic(architectures=400, seconds=0.05))
     wait_for(client, search_id, ("running",))
     assert client.delete(f"/api/v1/searches/{search_id}", headers=AUTH).status_code == 409
@@ -151,8 +151,12 @@ def test_cancel_delete_and_resume_follow_the_lifecycle(client):
     rows = client.get(f"/api/v1/searches/{search_id}/architectures",
                       params={"limit": 1000, "sort": "step"}).json()["items"]
     assert len(rows) == 400 and {row["state"] for row in rows} == {"COMPLETE"}
+    weights = tmp_path / "home" / "weights" / search_id
+    weights.mkdir(parents=True)
+    (weights / "cell.pt").write_bytes(b"weights")
     assert client.delete(f"/api/v1/searches/{search_id}", headers=AUTH).status_code == 204
     assert client.get(f"/api/v1/searches/{search_id}").status_code == 404
+    assert not weights.exists()  # its files go with it
 
 
 def test_searches_beyond_the_cap_wait_their_turn(client):
