@@ -29,6 +29,7 @@ def client(tmp_path, database_url, monkeypatch):
 
     monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NAS_THREADS", "1")
+    monkeypatch.setenv("NAS_HEARTBEAT_STALE_SECONDS", "4")  # a dead run is found quickly
     settings = ServerSettings(api_token=TOKEN, database_url=database_url, runner="process",
                               home=tmp_path / "home", max_running_searches=1)
     with TestClient(create_app(settings)) as test_client:
@@ -228,3 +229,23 @@ def test_datasets_upload_and_hostile_archives(client, tmp_path):
     assert not (tmp_path / "evil.png").exists() and not (tmp_path / "home" / "evil.png").exists()
     config = synthetic() | {"dataset": {"name": "imagefolder", "id": dataset["id"]}}
     assert client.post("/api/v1/searches", json=config, headers=AUTH).status_code == 201
+
+
+def test_a_run_that_dies_is_resumed_by_the_server(client, monkeypatch):
+    """kill -9 of the `nas resume` process running a search: its heartbeat goes stale, the
+    server's scheduler resumes it from its checkpoint, and it finishes with every row once."""
+    search_id = launch(client, synthetic(architectures=60, seconds=0.1))
+    wait_for(client, search_id, ("running",))
+    runs = client.app.state.runs.launcher._processes
+    deadline = time.monotonic() + 30
+    while search_id not in runs and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runs[search_id].kill()
+    body = wait_for(client, search_id, timeout=240)
+    assert body["architectures"] == 60
+    rows = client.get(f"/api/v1/searches/{search_id}/architectures",
+                      params={"limit": 1000, "sort": "step"}).json()["items"]
+    assert len(rows) == 60 and {row["state"] for row in rows} == {"COMPLETE"}
+    with client.stream("GET", f"/api/v1/searches/{search_id}/events") as stream:
+        text = "".join(stream.iter_text())
+    assert text.count("event: started") == 2 and "event: claimed" in text  # taken over
