@@ -146,7 +146,8 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
         if between_steps and checkpointed != state.step:
             _checkpoint(store, search_id, strategy, evaluator, state)
         reason = getattr(interrupt, "reason", "interrupted")
-        store.set_status(search_id, SearchStatus.INTERRUPTED, error=reason)
+        if store.get_search(search_id).status is not SearchStatus.CANCELLED:  # stays cancelled
+            store.set_status(search_id, SearchStatus.INTERRUPTED, error=reason)
         store.add_event(search_id, "interrupted", f"{reason} at step {state.step}")
         raise
     except (OwnershipLost, StoreUnavailable):
