@@ -1,4 +1,5 @@
-"""A real `nas serve` process for tests: on a free port of 127.0.0.1, its own NAS_HOME."""
+"""Test helpers for the service: a real `nas serve` process (a free port of 127.0.0.1, its own
+NAS_HOME), and waiting for a search to reach a status through the API."""
 
 import os
 import signal
@@ -54,3 +55,15 @@ class Server:
             self.process.wait(timeout=30)
 
 
+
+
+def wait_for(client, search_id, statuses=("finished",), timeout=120):
+    """The search (as `GET /api/v1/searches/{id}` answers) once its status is in `statuses`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/searches/{search_id}").json()
+        if body["status"] in statuses:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"search {search_id} is {body['status']}, not {statuses}, after "
+                         f"{timeout} s")

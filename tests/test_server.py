@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 from PIL import Image
+from servers import wait_for
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,16 +35,6 @@ def client(tmp_path, database_url, monkeypatch):
                               home=tmp_path / "home", max_running_searches=1)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
-
-
-def wait_for(client, search_id, statuses=("finished",), timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/searches/{search_id}").json()
-        if body["status"] in statuses:
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"search {search_id} still {body['status']} after {timeout} s")
 
 
 def launch(client, config):

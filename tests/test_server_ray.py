@@ -5,6 +5,7 @@ what the run held."""
 import time
 
 import pytest
+from servers import wait_for
 
 ray = pytest.importorskip("ray")
 TOKEN = "ray-token"
@@ -34,16 +35,6 @@ def slow_search(**runner):
     return {"name": "on-ray", "seed": 4, "strategy": {"name": "random"},
             "evaluator": {"name": "synthetic", "synthetic_seconds": 0.1},
             "budget": {"architectures": 2000}, "samples_per_step": 2, "runner": runner}
-
-
-def wait_for(client, search_id, statuses, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/searches/{search_id}").json()
-        if body["status"] in statuses:
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"{search_id} is {body['status']}, not {statuses}")
 
 
 def test_a_search_runs_as_an_actor_with_its_resources_and_cancel_frees_them(client):

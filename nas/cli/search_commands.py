@@ -221,15 +221,7 @@ def resume(
 
 def _remote_report(client: Remote, search: dict[str, Any], as_json: bool) -> None:
     top = client.top(search["id"], 3)
-    summary = remote_summary(search, top)
-    if as_json:
-        print(json.dumps(summary))
-        return
-    console.print(f"search [bold]{search['id']}[/] {summary['status']}: "
-                  f"{summary['architectures']} architectures, best reward "
-                  f"{_number(summary['best_reward'])}")
-    for rank, architecture in enumerate(top, start=1):
-        _print_architecture(architecture, rank)
+    _print_report(remote_summary(search, top), "best reward", top, as_json)
 
 
 @app.command()
@@ -259,14 +251,19 @@ def delete(search_id: Annotated[str, typer.Argument(help="id from `nas searches`
 
 
 def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
-    summary = _summary(store, record)
+    top = [a for a in best_architectures(store, record.id, limit=3) if a.reward is not None]
+    _print_report(_summary(store, record), best_reward_label(store, record), top, as_json)
+
+
+def _print_report(summary: dict[str, Any], reward_label: str,
+                  top: list[ArchitectureRecord], as_json: bool) -> None:
+    """The end of `nas search` / `nas resume`: one JSON object, or a line and the top cells."""
     if as_json:
         print(json.dumps(summary))
         return
-    console.print(f"search [bold]{record.id}[/] {summary['status']}: "
-                  f"{summary['architectures']} architectures, {best_reward_label(store, record)} "
+    console.print(f"search [bold]{summary['search_id']}[/] {summary['status']}: "
+                  f"{summary['architectures']} architectures, {reward_label} "
                   f"{_number(summary['best_reward'])}")
-    top = [a for a in best_architectures(store, record.id, limit=3) if a.reward is not None]
     for rank, architecture in enumerate(top, start=1):
         _print_architecture(architecture, rank)
 
