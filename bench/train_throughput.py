@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -45,6 +46,7 @@ from _common import (
 )
 from torch import nn
 
+from nas.memory_format import use_channels_last
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.network import CellNetwork
 from searchspace.references import NASNET_A
@@ -231,6 +233,16 @@ def render(report: dict, args: argparse.Namespace) -> str:
             f"{max(loads):.1f} on {machine['cpu_count']} cores), so the absolute step times are "
             f"pessimistic; the paired ratios are the more reliable figure."
         )
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    uses = "channels_last" if use_channels_last(torch.device("cpu")) else "the default layout"
+    sentence += (
+        f" The training loop uses {uses} on this CPU"
+        + (f" (oneDNN capped at {isa})" if isa else "")
+        + ": channels_last only where oneDNN runs its AVX-512 kernels, because its AVX2 "
+        "kernel for narrow stride-2 1x1 convolutions corrupts memory in NHWC "
+        "(nas/memory_format.py); on AVX2-only CPUs every figure of the default column is the "
+        "one that applies."
+    )
     lines = [
         f"Run on {report['date']} with `{report['command']}`: torch {machine['torch']}, "
         f"{machine['threads']} threads on {machine['cpu_count']} CPU cores, batch "
