@@ -13,6 +13,7 @@ import gc
 import logging
 import statistics
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -225,7 +226,8 @@ class StandaloneEvaluator(Evaluator):
             latency_ms = measure_latency_ms(model.cpu(), input_shape)
         except Exception as error:  # a failed candidate is recorded, the search goes on
             logger.warning("candidate %s failed: %s", genotype.id, error)
-            return Evaluation(state="FAIL", error=describe_failure(error))
+            return Evaluation(state="FAIL", error=describe_failure(error),
+                              metrics={"traceback": traceback.format_exc(limit=20)})
         finally:
             release_memory()
         last = result.history[-self.config.evaluator.reward_epochs:]

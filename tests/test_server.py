@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 from servers import wait_for
 
+from nas.config import parse_config
+
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -240,3 +242,25 @@ def test_a_run_that_dies_is_resumed_by_the_server(client, monkeypatch):
     with client.stream("GET", f"/api/v1/searches/{search_id}/events") as stream:
         text = "".join(stream.iter_text())
     assert text.count("event: started") == 2 and "event: claimed" in text  # taken over
+
+
+def test_a_failed_candidates_log_has_its_error_and_traceback(client):
+    from nas.data import load_dataset
+    from nas.evaluators import StandaloneEvaluator
+    from nas.search import create_search
+    from searchspace.genotype import Genotype
+
+    broken = Genotype(normal=((0, "no_such_op", 1, "identity"),),
+                      reduction=((0, "identity", 1, "identity"),))
+    config = parse_config({"evaluator": {"name": "standalone", "epochs": 1}})
+    failed = StandaloneEvaluator(config, load_dataset("digits", limit=100)).evaluate_one(broken)
+    assert failed.state == "FAIL" and "Traceback" in failed.metrics["traceback"]
+    store = client.app.state.store
+    record = create_search(store, parse_config(synthetic()))
+    [architecture_id] = store.add_architectures(record.id, 0, [broken], "standalone")
+    store.finish_architecture(architecture_id, state="FAIL", error=failed.error,
+                              metrics=failed.metrics)
+    logs = client.get(f"/api/v1/architectures/{architecture_id}/logs").json()
+    assert logs["state"] == "FAIL" and logs["error"] == failed.error
+    assert logs["log"][0] == f"error: {failed.error}" and "Traceback" in logs["log"][1]
+    assert any("unknown op 'no_such_op'" in line for line in logs["log"][1:])
