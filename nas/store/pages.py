@@ -51,9 +51,11 @@ def decode_cursor(cursor: str) -> tuple[Any, Any]:
 
 def after(column: ColumnElement, identity: ColumnElement, value: Any, row_id: Any,
           descending: bool) -> ColumnElement[bool]:
-    """Non-NULL rows after (value, row_id) in the order `column`, then `identity`."""
+    """Non-NULL rows after (value, row_id) in the order `column`, then `identity`. The bound
+    on `column` alone lets the index seek to the cursor instead of scanning up to it."""
+    bound = column <= value if descending else column >= value
     beyond = column < value if descending else column > value
-    return or_(beyond, and_(column == value, identity > row_id))
+    return and_(bound, or_(beyond, and_(column == value, identity > row_id)))
 
 
 class PageQueries:
