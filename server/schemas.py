@@ -128,3 +128,31 @@ class SessionOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers (never a traceback)."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="why, in one line; for a request FastAPI could not validate, its list of "
+        "the fields at fault")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "the body cannot be parsed (not UTF-8 JSON, broken multipart)",
+    401: "missing or wrong API token",
+    403: "a write made with the dashboard's session cookie lacks its CSRF token",
+    404: "no such resource",
+    409: "the request contradicts the current state",
+    413: "the upload is larger than the server accepts",
+    422: "invalid input: the detail names the field and the reason",
+}
+
+
+def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each an `ErrorOut`; a description can be
+    given by keyword (`not_found="unknown search id"` for 404)."""
+    named = {404: "not_found", 409: "conflict"}
+    return {code: {"model": ErrorOut,
+                   "description": descriptions.get(named.get(code, ""), ERROR_DESCRIPTIONS[code])}
+            for code in codes}

@@ -126,6 +126,10 @@ class Architecture(Base):
     __table_args__ = (
         Index(None, "search_id", "step"),
         Index(None, "search_id", "state"),
+        # pages sorted by these (`nas.store.pages`), and the best reward, without a sort
+        Index(None, "search_id", "reward"),
+        Index(None, "search_id", "params"),
+        Index(None, "search_id", "flops"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -51,11 +51,11 @@ def decode_cursor(cursor: str) -> tuple[Any, Any]:
 
 def after(column: ColumnElement, identity: ColumnElement, value: Any, row_id: Any,
           descending: bool) -> ColumnElement[bool]:
-    """Rows after (value, row_id) in the order `column` (NULLs last), then `identity`."""
-    if value is None:
-        return and_(column.is_(None), identity > row_id)
+    """Non-NULL rows after (value, row_id) in the order `column`, then `identity`. The bound
+    on `column` alone lets the index seek to the cursor instead of scanning up to it."""
+    bound = column <= value if descending else column >= value
     beyond = column < value if descending else column > value
-    return or_(beyond, and_(column == value, identity > row_id), column.is_(None))
+    return and_(bound, or_(beyond, and_(column == value, identity > row_id)))
 
 
 class PageQueries:
@@ -95,16 +95,29 @@ class PageQueries:
         column = SORT_COLUMNS[sort]
         descending = sort in DESCENDING_BY_DEFAULT if descending is None else descending
         query = self._architecture_query(search_id, state, role)
+        value = row_id = None
         if cursor is not None:
             value, row_id = decode_cursor(cursor)
             if not isinstance(row_id, int):
                 raise InvalidCursor(f"invalid page cursor {cursor[:40]!r}")
-            query = query.where(after(column, Architecture.id, value, row_id, descending))
+        # NULLs last, as two queries that each follow an index on (search_id, column): the
+        # rows with a value, then (when those run out) the NULL ones by id.
+        with_value = query.where(column.is_not(None))
+        if cursor is not None and value is not None:
+            with_value = with_value.where(after(column, Architecture.id, value, row_id,
+                                                descending))
         ordering = column.desc() if descending else column.asc()
-        query = query.order_by(ordering.nulls_last(), Architecture.id).limit(limit + 1)
+        without_value = query.where(column.is_(None))
+        if cursor is not None and value is None:
+            without_value = without_value.where(Architecture.id > row_id)
         with self._session() as session:
             self._search(session, search_id)
-            rows = [_record(ArchitectureRecord, row) for row in session.scalars(query)]
+            rows = [] if cursor is not None and value is None else [
+                _record(ArchitectureRecord, row) for row in session.scalars(
+                    with_value.order_by(ordering, Architecture.id).limit(limit + 1))]
+            if len(rows) <= limit:
+                rows += [_record(ArchitectureRecord, row) for row in session.scalars(
+                    without_value.order_by(Architecture.id).limit(limit + 1 - len(rows)))]
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]

@@ -11,10 +11,10 @@ from nas.service import architectures as architecture_service
 from nas.service import exports
 from server.auth import ReadAccess
 from server.deps import StoreDep
-from server.schemas import ArchitectureDetail, ArchitectureLogs, ArchitectureOut
+from server.schemas import ArchitectureDetail, ArchitectureLogs, ArchitectureOut, errors
 
 router = APIRouter(prefix="/api/v1/architectures", tags=["architectures"])
-ERRORS = {404: {"description": "unknown architecture id"}}
+ERRORS = errors(401, 404, 422, not_found="unknown architecture id")
 
 
 @router.get("/{architecture_id}", response_model=ArchitectureDetail, responses=ERRORS)

@@ -12,7 +12,7 @@ from nas.service import datasets as dataset_service
 from nas.service.errors import InvalidInput, UserError
 from server.auth import ReadAccess, WriteAccess
 from server.deps import SettingsDep
-from server.schemas import DatasetOut
+from server.schemas import DatasetOut, errors
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 CHUNK = 1 << 20
@@ -23,7 +23,7 @@ class TooLarge(UserError):
 
 
 @router.post("", status_code=201, response_model=DatasetOut,
-             responses={401: {}, 403: {}, 413: {}, 422: {}})
+             responses=errors(400, 401, 403, 413, 422))
 async def upload(file: UploadFile, _: WriteAccess, settings: SettingsDep) -> DatasetOut:
     """A zip or tar of class folders of images (optionally under `train/`). Refused with the
     reason: members that escape the folder, links, too many or too large files, a zip bomb,
@@ -46,7 +46,7 @@ async def upload(file: UploadFile, _: WriteAccess, settings: SettingsDep) -> Dat
     return DatasetOut.of(imported)
 
 
-@router.get("", response_model=list[DatasetOut])
+@router.get("", response_model=list[DatasetOut], responses=errors(401))
 def list_datasets(_: ReadAccess, settings: SettingsDep) -> list[DatasetOut]:
     return [DatasetOut.of(found) for found in dataset_service.listing(settings.datasets_dir)]
 

@@ -22,10 +22,12 @@ from server.schemas import (
     SearchDetail,
     SearchOut,
     SearchPage,
+    errors,
 )
 
 router = APIRouter(prefix="/api/v1/searches", tags=["searches"])
-ERRORS = {404: {"description": "unknown search id"}}
+ERRORS = errors(401, 404, not_found="unknown search id")  # 401: reads need the token too
+WRITE_ERRORS = ERRORS | errors(403, 409, conflict="not allowed in the search's status")
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
 
 
@@ -35,7 +37,7 @@ def _detail(store, search_id: str) -> SearchDetail:
 
 
 @router.post("", status_code=201, response_model=SearchDetail,
-             responses={401: {}, 403: {}, 422: {}})
+             responses=errors(400, 401, 403, 422))
 def launch(config: SearchConfig, _: WriteAccess, store: StoreDep, settings: SettingsDep,
            request: Request) -> SearchDetail:
     """Queue a search; it starts when a runner slot is free (`max_running_searches`)."""
@@ -54,7 +56,7 @@ def launch(config: SearchConfig, _: WriteAccess, store: StoreDep, settings: Sett
     return _detail(store, record.id)
 
 
-@router.get("", response_model=SearchPage, responses={422: {}})
+@router.get("", response_model=SearchPage, responses=errors(401, 422))
 def list_searches(_: ReadAccess, store: StoreDep, status: SearchStatus | None = None,
                   cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
                   ) -> SearchPage:
@@ -69,8 +71,7 @@ def get_search(search_id: str, _: ReadAccess, store: StoreDep) -> SearchDetail:
     return _detail(store, search_id)
 
 
-@router.post("/{search_id}/cancel", response_model=SearchDetail,
-             responses=ERRORS | {401: {}, 403: {}, 409: {}})
+@router.post("/{search_id}/cancel", response_model=SearchDetail, responses=WRITE_ERRORS)
 def cancel(search_id: str, _: WriteAccess, store: StoreDep, request: Request) -> SearchDetail:
     """Stop a queued or running search (its running candidates are stopped)."""
     search_service.cancel(store, search_id)
@@ -78,8 +79,7 @@ def cancel(search_id: str, _: WriteAccess, store: StoreDep, request: Request) ->
     return _detail(store, search_id)
 
 
-@router.post("/{search_id}/resume", response_model=SearchDetail,
-             responses=ERRORS | {401: {}, 403: {}, 409: {}})
+@router.post("/{search_id}/resume", response_model=SearchDetail, responses=WRITE_ERRORS)
 def resume(search_id: str, _: WriteAccess, store: StoreDep, request: Request) -> SearchDetail:
     """Queue a failed, cancelled or interrupted search again, from its last checkpoint."""
     search_service.resume(store, search_id)
@@ -87,8 +87,7 @@ def resume(search_id: str, _: WriteAccess, store: StoreDep, request: Request) ->
     return _detail(store, search_id)
 
 
-@router.delete("/{search_id}", status_code=204,
-               responses=ERRORS | {401: {}, 403: {}, 409: {}})
+@router.delete("/{search_id}", status_code=204, responses=WRITE_ERRORS)
 def delete(search_id: str, _: WriteAccess, store: StoreDep) -> Response:
     """Delete an ended search with its architectures and files (409 while it runs)."""
     search_service.delete(store, search_id)
@@ -109,7 +108,7 @@ def top(search_id: str, _: ReadAccess, store: StoreDep,
 
 
 @router.get("/{search_id}/architectures", response_model=ArchitecturePage,
-            responses=ERRORS | {422: {}})
+            responses=ERRORS | errors(422))
 def list_architectures(
     search_id: str, _: ReadAccess, store: StoreDep, sort: ArchitectureSort = "reward",
     order: Literal["asc", "desc"] | None = None, state: ArchitectureState | None = None,

@@ -8,12 +8,12 @@ from fastapi import APIRouter, HTTPException, Response
 
 from server.auth import SESSION_COOKIE, new_session
 from server.deps import SettingsDep
-from server.schemas import SessionIn, SessionOut
+from server.schemas import SessionIn, SessionOut, errors
 
 router = APIRouter(tags=["session"])
 
 
-@router.post("/session", response_model=SessionOut, responses={401: {}})
+@router.post("/session", response_model=SessionOut, responses=errors(400, 401, 422))
 def sign_in(body: SessionIn, response: Response, settings: SettingsDep) -> SessionOut:
     token = settings.token()
     if token is None:
