@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime
 from typing import Any
 
@@ -83,7 +85,8 @@ class ArchitectureOut(BaseModel):
         return cls(
             id=record.id, search_id=record.search_id, step=record.step, state=str(record.state),
             role=record.role, evaluator=record.evaluator, genotype_id=record.genotype_id,
-            genotype=record.genotype.to_dict(), reward=record.reward, accuracy=record.accuracy,
+            genotype=json.loads(record.genotype_json),  # as stored: the canonical to_json()
+            reward=record.reward, accuracy=record.accuracy,
             params=record.params, flops=record.flops, latency_ms=record.latency_ms,
             train_seconds=record.train_seconds, error=record.error,
             created_at=record.created_at, finished_at=record.finished_at)
