@@ -264,3 +264,15 @@ def test_a_failed_candidates_log_has_its_error_and_traceback(client):
     assert logs["state"] == "FAIL" and logs["error"] == failed.error
     assert logs["log"][0] == f"error: {failed.error}" and "Traceback" in logs["log"][1]
     assert any("unknown op 'no_such_op'" in line for line in logs["log"][1:])
+
+
+def test_the_zoo_lists_the_classics_with_their_sizes(client):
+    from searchspace.complexity import count_parameters
+    from searchspace.zoo import create_network
+
+    rows = {row["name"]: row for row in client.get("/api/v1/zoo").json()}
+    assert {"resnet20", "mobilenet_v2", "nasnet_a", "enas"} <= set(rows)
+    resnet20 = create_network("resnet20", num_classes=10, input_size=32)
+    assert rows["resnet20"]["params"] == count_parameters(resnet20) == 269_722
+    assert rows["resnet20"]["flops"] > rows["lenet5"]["flops"] > 0
+    assert client.get("/api/v1/zoo", params={"cells": 0}).status_code == 422

@@ -10,21 +10,17 @@ from typing import Annotated
 
 import typer
 
-from nas.architectures import read_genotype_file
 from nas.cli.app import app, configure_threads, console, fail, user_errors
 from nas.cli.remote import server
 from nas.cli.remote_commands import remote, write_export
-from nas.data import DATASETS, load_dataset
+from nas.data import DATASETS
 from nas.export import FORMATS, export
 from nas.service import exports
+from nas.service.transfers import TransferRequest, run_transfer
 from nas.store import Store
 from nas.train import TrainConfig
 from nas.transfer import (
     PRESETS,
-    measure,
-    preset,
-    record_transfer,
-    transfer,
 )
 
 export_app = typer.Typer(help="Write a searched architecture out as code or a model file.",
@@ -147,58 +143,35 @@ def transfer_command(
     kept under $NAS_HOME/weights, so `nas export best` can write it out.
     """
     configure_threads()
-    if (search is None) == (genotype_file is None):
-        fail("give the cell with exactly one of --search ID or --genotype FILE")
-    if not on_ray and (cpus != 1.0 or gpus != 0.0):
-        fail("--cpus and --gpus say what a Ray worker gets: add --ray")
     with user_errors(), Store() as store:
-        size = preset(preset_name)
-        source = exports.pick(store, search, rank).architecture if search else None
-        genotype = source.genotype if source else read_genotype_file(genotype_file)
-        cells = cells if cells is not None else size.cells
-        channels = channels if channels is not None else size.channels
-        data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size, limit=limit)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                             drop_path=drop_path, seed=seed)
-        if on_ray:
-            from workers.transfer import transfer_on_ray
-
-            outcome = transfer_on_ray(genotype, data, cells=cells, channels=channels,
-                                      config=config, cpus=cpus, gpus=gpus)
-        else:
-            outcome = transfer(genotype, data, cells=cells, channels=channels, config=config,
-                               progress=not as_json and sys.stderr.isatty())
-        dataset_settings = {"name": dataset, "path": str(data_dir) if data_dir else None,
-                            "input_size": input_size, "limit": limit}
-        record_transfer(store, outcome, source=source, dataset=dataset_settings, epochs=epochs)
-        published_params, published_flops = measure(
-            genotype, num_classes=1000, input_size=size.published_input_size, cells=cells,
-            channels=channels,
-        )
-    summary = outcome.summary() | {
-        "preset": size.name, "published": size.published,
-        "published_params": size.published_params, "published_flops": size.published_flops,
-        "published_input_size": size.published_input_size,
-        "params_at_published_size": published_params, "flops_at_published_size": published_flops,
-    }
+        request = TransferRequest(
+            dataset=dataset, data_dir=data_dir, search_id=search, rank=rank,
+            genotype_file=genotype_file,
+            input_size=input_size, preset=preset_name, cells=cells, channels=channels,
+            limit=limit, on_ray=on_ray, cpus=cpus, gpus=gpus,
+            train=TrainConfig(epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, drop_path=drop_path, seed=seed))
+        outcome = run_transfer(store, request, progress=not as_json and sys.stderr.isatty())
+    summary, info = outcome.summary, outcome.data
     if as_json:
         print(json.dumps(summary))
         return
-    info = data.info
     console.print(
         f"transferred architecture {summary['architecture_id']} (search "
         f"{summary['search_id']}, from architecture {summary['parent_id'] or 'a genotype file'}):"
         f" val accuracy {summary['val_accuracy']:.4f} (best {summary['best_val_accuracy']:.4f}) "
         f"on {info.name} ({info.num_classes} classes, {info.train_size} train / "
-        f"{info.valid_size} valid, {info.input_size} px), {outcome.params:,} parameters, "
-        f"{_multiply_adds(outcome.flops)} multiply-adds, {outcome.result.seconds:.1f} s",
+        f"{info.valid_size} valid, {info.input_size} px), {summary['params']:,} parameters, "
+        f"{_multiply_adds(summary['flops'])} multiply-adds, {summary['seconds']:.1f} s",
         highlight=False, markup=False,
     )
     console.print(
-        f"at NASNet's setting ({size.published_input_size} px, 1000 classes) this "
-        f"{cells}-cell, {channels}-channel network has {_millions(published_params)} parameters "
-        f"and {_multiply_adds(published_flops)} multiply-adds; published {size.published}: "
-        f"{_millions(size.published_params)}, {_multiply_adds(size.published_flops)}",
+        f"at NASNet's setting ({summary['published_input_size']} px, 1000 classes) this "
+        f"{outcome.cells}-cell, {outcome.channels}-channel network has "
+        f"{_millions(summary['params_at_published_size'])} parameters and "
+        f"{_multiply_adds(summary['flops_at_published_size'])} multiply-adds; published "
+        f"{summary['published']}: {_millions(summary['published_params'])}, "
+        f"{_multiply_adds(summary['published_flops'])}",
         highlight=False, markup=False,
     )
 

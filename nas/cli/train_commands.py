@@ -12,9 +12,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nas.architectures import all_architectures, resolve_architecture
+from nas.architectures import resolve_architecture
 from nas.cli.app import app, configure_threads, console, user_errors, zoo_app
 from nas.data import DATASETS, load_dataset
+from nas.service import zoo
 from nas.train import TrainConfig, seed_everything, train_model
 from searchspace.complexity import count_flops, count_parameters
 
@@ -96,17 +97,7 @@ def zoo_list(
 ) -> None:
     """The zoo and the reference cells, with parameters and FLOPs at CIFAR size (3x32x32)."""
     configure_threads()
-    rows = []
-    for architecture in all_architectures():
-        model = architecture.build(
-            num_classes=10, in_channels=3, input_size=32, cells=cells, channels=channels
-        )
-        rows.append({
-            "name": architecture.name,
-            "kind": architecture.kind,
-            "params": count_parameters(model),
-            "flops": count_flops(model, (3, 32, 32)),
-        })
+    rows = list(zoo.listing(cells, channels))
     if as_json:
         print(json.dumps(rows))
         return

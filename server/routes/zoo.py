@@ -1,0 +1,31 @@
+"""`/api/v1/zoo`: the classic networks and published cells every search is compared with."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from nas.service import zoo
+from server.auth import ReadAccess
+from server.schemas import errors
+
+router = APIRouter(prefix="/api/v1/zoo", tags=["zoo"])
+
+
+class ZooEntry(BaseModel):
+    name: str
+    kind: str
+    params: int
+    flops: int = Field(description="multiply-adds of one 3x32x32 image, 10 classes")
+
+
+@router.get("", response_model=list[ZooEntry], responses=errors(401, 422))
+async def list_zoo(_: ReadAccess, cells: Annotated[int, Query(ge=1, le=8)] = 2,
+                   channels: Annotated[int, Query(ge=2, le=64)] = 16) -> list[ZooEntry]:
+    """Every zoo network and reference cell, sized at CIFAR size (3x32x32, 10 classes);
+    `cells` and `channels` size the reference cells' networks."""
+    rows = await run_in_threadpool(zoo.listing, cells, channels)
+    return [ZooEntry(**row) for row in rows]
