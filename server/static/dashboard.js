@@ -311,8 +311,8 @@
       const node = $(id);
       if (!node) continue;
       const usable = scored.filter((r) => r.accuracy !== null && r[key] !== null);
-      const all = usable.map(asPoint(key));
-      const front = pareto(all);
+      // the front of the sampled candidates; derived ones are scored otherwise (full split)
+      const front = pareto(usable.filter((r) => r.role !== "derived").map(asPoint(key)));
       chart(node, [
         { name: "candidate", className: "candidate", points: usable.filter((r) => r.role !== "derived").map(asPoint(key)), dots: true },
         { name: "derived", className: "derived", points: usable.filter((r) => r.role === "derived").map(asPoint(key)), dots: true, shape: "diamond" },
