@@ -62,7 +62,10 @@ def _layout(blocks: Sequence[Block]) -> tuple[list[_Node], _Node, float, float]:
 
 def _edge(start: _Node, end: _Node, bend: float) -> tuple[str, float, float]:
     """A quadratic curve from `start`'s right side to `end`'s left side, bent by `bend`;
-    with the point on the curve halfway along it (where its label goes)."""
+    with the point on the curve halfway along it (where its label goes). An edge that skips a
+    column bends half a row, so that it passes between the nodes of the columns it crosses."""
+    if end.x - start.x > COLUMN * 1.5:
+        bend = ROW / 2 if bend >= 0 else -ROW / 2
     x1, y1 = start.x + NODE_W / 2, start.y
     x2, y2 = end.x - NODE_W / 2, end.y
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + 2 * bend
@@ -95,7 +98,7 @@ def cell_svg(blocks: Sequence[Block], title: str = "cell", *, element_id: str | 
                 f'<text x="{label_x:.1f}" y="{label_y - 3:.1f}" text-anchor="middle">'
                 f'{escape(op)}</text></g>')
     for state in loose_ends(blocks):
-        path, _, _ = _edge(nodes[state], output, 0)
+        path, _, _ = _edge(nodes[state], output, -1.0 if nodes[state].y <= output.y else 1.0)
         parts.append(f'<g class="concat-edge"><path d="{path}" {marker}/></g>')
     parts += [_node_svg(node) for node in (*nodes, output)]
     id_attribute = f" id={quoteattr(element_id)}" if element_id else ""

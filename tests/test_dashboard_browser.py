@@ -109,8 +109,10 @@ def test_launch_from_the_form_watch_it_grow_open_an_architecture_and_download(
     # the chart and the table grow while it runs, from the SSE stream, without a reload
     page.wait_for_function("document.querySelectorAll('#chart-reward .pt').length >= 2",
                            timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#architectures tr.role-candidate')"
+                           ".length >= 2", timeout=30_000)
     seen = points(page)
-    rows = page.locator("#architectures tbody tr").count()
+    rows = page.locator("#architectures tr.role-candidate").count()
     status = httpx.get(f"{server.url}/api/v1/searches/{search_id}").json()["status"]
     assert status == "running", "the search ended before the page could watch it grow"
     watched.shot("search-running")

@@ -198,10 +198,11 @@
 
   // ---- charts ----------------------------------------------------------------------------
   const WIDTH = 560, HEIGHT = 300, PAD = { left: 62, right: 14, top: 12, bottom: 40 };
-  function ticks(min, max, count) {
+  function ticks(min, max, count, whole) {
     const span = max - min || 1;
     const step0 = Math.pow(10, Math.floor(Math.log10(span / count)));
-    const step = [1, 2, 5, 10].map((m) => m * step0).find((s) => span / s <= count) || step0 * 10;
+    let step = [1, 2, 5, 10].map((m) => m * step0).find((s) => span / s <= count) || step0 * 10;
+    if (whole) step = Math.max(1, step);
     const out = [];
     for (let t = Math.ceil(min / step) * step; t <= max + step * 1e-9; t += step) out.push(t);
     return out;
@@ -232,7 +233,7 @@
     const sx = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (WIDTH - PAD.left - PAD.right);
     const sy = (y) => HEIGHT - PAD.bottom - ((y - y0) / (y1 - y0)) * (HEIGHT - PAD.top - PAD.bottom);
     const axes = svg("g", { class: "axes" });
-    for (const t of ticks(x0, x1, 6)) {
+    for (const t of ticks(x0, x1, 6, xLabel === "step" || xLabel === "epoch")) {
       axes.append(svg("line", { x1: sx(t), x2: sx(t), y1: PAD.top, y2: HEIGHT - PAD.bottom, class: "grid" }));
       axes.append(svg("text", { x: sx(t), y: HEIGHT - PAD.bottom + 14, "text-anchor": "middle" }, short(t)));
     }
