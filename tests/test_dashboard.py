@@ -159,3 +159,25 @@ def test_nas_show_writes_the_best_architectures_cells_as_svg(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_a_failed_candidate_shows_its_reason_and_log_and_zoo_runs_show_beside_the_best(
+        client):
+    store = client.app.state.store
+    search = store.create_search("runs", {"dataset": {"name": "digits"},
+                                          "evaluator": {"name": "standalone"}}, seed=0)
+    failed, scored = store.add_architectures(search.id, 0, [GENOTYPE, GENOTYPE], "standalone")
+    store.finish_architecture(failed, state="FAIL", error=f"out of memory {HOSTILE}", metrics={
+        "traceback": "Traceback (most recent call last):\nMemoryError", "history": [
+            {"epoch": 1, "train_loss": 2.1, "val_accuracy": 0.3, "seconds": 1.0}]})
+    store.finish_architecture(scored, state="COMPLETE", reward=0.8, accuracy=0.8, params=1000)
+    page = client.get(f"/architectures/{failed}")
+    assert page.status_code == 200 and "Why it failed" in page.text
+    assert "out of memory &lt;script&gt;" in page.text and "MemoryError" in page.text
+    assert "epoch 1: train loss 2.1000" in page.text
+    assert "Classic networks" not in client.get(f"/searches/{search.id}").text
+    (zoo,) = store.add_architectures(search.id, 0, [GENOTYPE], "zoo", role="zoo")
+    store.finish_architecture(zoo, state="COMPLETE", reward=0.9, accuracy=0.9, params=5000,
+                              metrics={"zoo": "resnet20"})
+    beside = client.get(f"/searches/{search.id}").text
+    assert "Classic networks trained on the same dataset" in beside and "resnet20" in beside
