@@ -18,7 +18,7 @@ from nas.service.errors import STATUS_BY_TYPE, describe, http_status
 from nas.service.runs import Launcher, ProcessLauncher, RunScheduler
 from nas.store import Store
 from server.metrics import Metrics
-from server.routes import architectures, datasets, health, searches, session, zoo
+from server.routes import architectures, dashboard, datasets, health, searches, session, zoo
 from server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _error_response)  # a bug: JSON 500, no traceback
     for module in (health, session, searches, architectures, datasets, zoo):
         app.include_router(module.router)
+    dashboard.install(app)
     return app
 
 

@@ -78,3 +78,13 @@ def require_write(request: Request) -> None:
 
 ReadAccess = Annotated[None, Depends(require_read)]
 WriteAccess = Annotated[None, Depends(require_write)]
+
+
+def session_csrf(request: Request) -> str | None:
+    """The CSRF token of the request's dashboard session (None: not signed in; "" on an open
+    server, which needs none). Pages carry it so that a signed-in tab can write."""
+    token = request.app.state.settings.token()
+    if token is None:
+        return ""
+    nonce = _session_nonce(request.cookies.get(SESSION_COOKIE), token)
+    return None if nonce is None else _sign(token, "csrf", nonce)

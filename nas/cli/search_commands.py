@@ -22,6 +22,7 @@ from nas.search import StepReport, best_architectures, create_search, run_search
 from nas.service import searches as search_service
 from nas.signals import SearchInterrupted, interrupt_on_stop_signals
 from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
+from searchspace.drawing import genotype_svg
 from searchspace.genotype import describe_cell
 
 
@@ -305,8 +306,10 @@ def show(
     search_id: Annotated[str, typer.Argument(help="id from `nas searches`")],
     top: Annotated[int, typer.Option(min=1, help="how many architectures")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    svg: Annotated[Path | None, typer.Option(
+        "--svg", metavar="FILE", help="write the best architecture's cells as SVG to FILE")] = None,
 ) -> None:
-    """A search's top architectures, each cell drawn as text."""
+    """A search's top architectures, each cell drawn as text (and as SVG with --svg)."""
     with user_errors():
         if server() is not None:
             with remote() as client:
@@ -318,6 +321,8 @@ def show(
                 record = store.get_search(search_id)
                 best = best_architectures(store, search_id, limit=top)
                 summary, error = _summary(store, record), record.error
+    if svg is not None:
+        _write_svg(svg, best, search_id)
     if as_json:
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
         print(json.dumps(summary))
@@ -328,6 +333,15 @@ def show(
         console.print(f"error: {error}", highlight=False, markup=False)
     for rank, architecture in enumerate(best, start=1):
         _print_architecture(architecture, rank)
+
+
+def _write_svg(path: Path, best: list[ArchitectureRecord], search_id: str) -> None:
+    if not best:
+        fail(f"search {search_id} has no architecture to draw yet")
+    try:
+        path.write_text(genotype_svg(best[0].genotype, f"architecture {best[0].id}"))
+    except OSError as error:
+        fail(f"cannot write {path}: {error.strerror or error}")
 
 
 def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
