@@ -124,7 +124,8 @@ def test_launch_from_the_form_watch_it_grow_open_an_architecture_and_download(
                            " === 25", timeout=10_000)
     assert page.evaluate("window.notReloaded") is True
     assert points(page) > seen and page.locator("#architectures tbody tr").count() > rows
-    assert page.locator("#architecture-count").text_content() == "(42)"  # 40 + 2 derived
+    page.wait_for_function("document.querySelector('#architecture-count').textContent"
+                           " === '(42)'", timeout=10_000)  # 40 + 2 derived, drawn throttled
     assert page.locator("#chart-reward .series.derived .pt").count() == 2
     assert page.locator("#chart-params .series.pareto .pt").count() >= 1
     assert "<b>form</b>" in page.locator("h1").text_content()  # shown as text, not markup
