@@ -439,4 +439,6 @@ def test_processes_sharing_a_new_database_lose_nothing(url: str) -> None:
             architectures = store.architectures(search.id, order="step")
             assert [a.step for a in architectures] == list(range(count))
             assert {a.state for a in architectures} == {COMPLETE}
-            assert len(store.events(search.id)) == count
+            events = store.events(search.id)
+            logged = [event for event in events if event.message.startswith("step ")]
+            assert len(logged) == count and len(events) == 2 * count  # + one per scored row
