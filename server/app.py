@@ -51,7 +51,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="Neural architecture search: launch, follow, cancel and resume "
                   "searches; every sampled architecture; exports of the best.")
     app.state.settings = settings
-    app.state.store = Store(settings.store_url)
+    app.state.store = Store(settings.store_url, migrate=settings.migrate)
     app.state.metrics = Metrics(app.state.store)
     app.middleware("http")(app.state.metrics.middleware)
     for error_type, _ in STATUS_BY_TYPE:

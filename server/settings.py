@@ -21,6 +21,8 @@ class ServerSettings(BaseSettings):
     protect_reads: bool = Field(False, description="reads need the token too")
     home: Path = Field(default_factory=nas_home, description="files: datasets, weights")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: home/nas.db")
+    migrate: bool = Field(True, description="upgrade the database schema at start (the "
+                          "compose file's one-shot `nas db upgrade` runs it instead)")
     max_running_searches: int = Field(2, ge=1, description="more are queued until a slot frees")
     runner: Literal["ray", "process"] = Field(
         "ray", description="searches run as Ray actors (a local Ray by default), or as `nas "

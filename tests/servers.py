@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, *options: str):
+        self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
@@ -32,8 +33,9 @@ class Server:
 
     def start(self):
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([*NAS, "serve", "--port", str(self.port)],
-                                            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            command = [*NAS, "serve", "--port", str(self.port), *self.options]
+            self.process = subprocess.Popen(command, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:

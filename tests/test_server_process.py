@@ -115,3 +115,19 @@ def test_a_public_host_needs_a_token(tmp_path):
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "NAS_API_TOKEN" in result.stderr
+
+
+def test_no_migrate_needs_a_database_upgraded_by_nas_db_upgrade(tmp_path):
+    env = {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_DATABASE_URL": ""}
+    refused = subprocess.run([*NAS, "serve", "--no-migrate", "--port", str(free_port())],
+                             env=env, capture_output=True, text=True, timeout=120)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "nas db upgrade" in lines[0]
+    upgraded = subprocess.run([*NAS, "db", "upgrade"], env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert upgraded.returncode == 0 and "schema up to date" in upgraded.stdout
+    server = Server(tmp_path, "--no-migrate").start()  # the same NAS_HOME, now migrated
+    try:
+        assert httpx.get(f"{server.url}/api/v1/searches").json()["items"] == []
+    finally:
+        server.stop()

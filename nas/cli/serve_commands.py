@@ -50,13 +50,11 @@ def serve(
 
     with user_errors():
         overrides = {"runner": runner} if runner is not None else {}
-        settings = ServerSettings(**overrides)
+        settings = ServerSettings(migrate=migrate, **overrides)
         if settings.token() is None and not is_loopback(host) and not insecure:
             fail(f"refusing to serve on {host} without NAS_API_TOKEN: set a token (or pass "
                  f"--insecure to let anyone who reaches the port launch searches)")
-        if not migrate:
-            Store(settings.store_url, migrate=False).close()
-        application = create_app(settings)
+        application = create_app(settings)  # with --no-migrate: refuses an old schema
     console.print(f"nas-service on http://{host}:{port} (API docs at /docs)", highlight=False)
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
