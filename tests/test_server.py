@@ -276,3 +276,41 @@ def test_the_zoo_lists_the_classics_with_their_sizes(client):
     assert rows["resnet20"]["params"] == count_parameters(resnet20) == 269_722
     assert rows["resnet20"]["flops"] > rows["lenet5"]["flops"] > 0
     assert client.get("/api/v1/zoo", params={"cells": 0}).status_code == 422
+
+
+def test_a_hostile_name_leaves_the_downloaded_export_unchanged(client):
+    """Two searches alike but for their names: the `.py` downloads differ only in the
+    `SOURCE = ...` line that names them, and the hostile one is escaped there."""
+    from test_bad_input import HOSTILE, _without_source
+
+    downloads = []
+    for name in ("plain", HOSTILE):
+        search_id = launch(client, synthetic(name=name, architectures=4))
+        wait_for(client, search_id)
+        best = client.get(f"/api/v1/searches/{search_id}/best").json()
+        response = client.get(f"/api/v1/architectures/{best['id']}/export",
+                              params={"format": "py", "stem": "model"})
+        assert response.status_code == 200 and response.headers["content-disposition"] == (
+            'attachment; filename="model.py"')
+        downloads.append(response.text)
+    (plain_code, plain_source), (hostile_code, hostile_source) = map(_without_source, downloads)
+    assert plain_code == hostile_code and plain_source != hostile_source
+    namespace: dict = {}
+    exec(compile(downloads[1], "model.py", "exec"), namespace)  # it imports: nothing escaped
+    assert HOSTILE in namespace["SOURCE"]
+
+
+def test_a_search_runs_on_an_uploaded_dataset(client):
+    good = {f"{label}/{index}.png": png() for label in ("cats", "dogs") for index in range(8)}
+    dataset = client.post("/api/v1/datasets", headers=AUTH, files={
+        "file": ("photos.zip", image_zip(good), "application/zip")}).json()
+    config = {"name": "on-upload", "seed": 0, "strategy": {"name": "random"},
+              "evaluator": {"name": "standalone", "epochs": 1, "batch_size": 4},
+              "dataset": {"name": "imagefolder", "id": dataset["id"], "input_size": 16},
+              "network": {"cells": 1, "channels": 4}, "space": {"blocks": 2},
+              "budget": {"architectures": 2}, "samples_per_step": 1}
+    search_id = launch(client, config)
+    body = wait_for(client, search_id, ("finished", "failed"), timeout=240)
+    assert body["status"] == "finished", body["error"]
+    rows = client.get(f"/api/v1/searches/{search_id}/architectures").json()["items"]
+    assert [row["state"] for row in rows] == ["COMPLETE", "COMPLETE"]
