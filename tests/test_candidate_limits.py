@@ -97,7 +97,8 @@ def test_a_hung_candidate_times_out_and_the_search_goes_on(tmp_path):
 
 def test_a_candidate_out_of_memory_fails_and_the_search_goes_on(tmp_path):
     config = write_config(tmp_path / "search.yaml", memory_limit_mb=64)
-    config.write_text(config.read_text().replace("channels: 12", "channels: 96"))
+    # 1024 channels: more than 64 MiB of weights, so the allocation fails in torch's allocator
+    config.write_text(config.read_text().replace("channels: 12", "channels: 1024"))
     result = subprocess.run([*NAS, "search", "-c", str(config), "--json"], text=True,
                             capture_output=True, env=environment(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
