@@ -45,7 +45,7 @@ def timed_run(epochs: int, env: dict[str, str], beside: bool) -> float:
     if beside:
         other = subprocess.Popen(train_command(1000), env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-        time.sleep(6)  # past its start-up: it is training when the measured run starts
+        wait_until_training(other.pid)
     try:
         result = subprocess.run(train_command(epochs), env=env, capture_output=True, text=True,
                                 check=True, timeout=1800)
@@ -54,6 +54,23 @@ def timed_run(epochs: int, env: dict[str, str], beside: bool) -> float:
             other.kill()
             other.wait()
     return json.loads(result.stdout)["seconds"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_training(pid: int, cpu_needed: float = 12.0, timeout: float = 300.0) -> None:
+    """Until the process has used `cpu_needed` CPU-seconds: past its start-up (importing torch
+    and loading the data take about 5) and training."""
+    deadline = time.monotonic() + timeout
+    while cpu_seconds(pid) < cpu_needed:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the second training process never got going")
+        time.sleep(0.5)
 
 
 def main() -> None:
