@@ -9,6 +9,7 @@ runs that are still going. An ended run's actor is killed, which frees its resou
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from workers.runner import SearchRunner
 
 logger = logging.getLogger(__name__)
 NAMESPACE = "nas"
+SHARED_SETTINGS = ("NAS_HEARTBEAT_SECONDS", "NAS_HEARTBEAT_STALE_SECONDS", "NAS_RESUME_LIMIT",
+                   "NAS_DB_GRACE_SECONDS")
 
 
 def actor_name(search_id: str) -> str:
@@ -37,7 +40,7 @@ class RayLauncher:
         actor = ray.remote(SearchRunner).options(
             name=actor_name(search_id), namespace=NAMESPACE, lifetime="detached",
             num_cpus=config.runner.cpus, num_gpus=config.runner.gpus, max_concurrency=4,
-            runtime_env={"env_vars": {"NAS_HOME": str(self.home)}},
+            runtime_env={"env_vars": runner_environment(self.home)},
         ).remote(self.store_url)
         actor.start.remote(search_id)
         self._runs[search_id] = (actor, actor.join.remote())
@@ -80,6 +83,15 @@ class RayLauncher:
         actor = run[0] if run is not None else _existing_actor(search_id)
         if actor is not None:
             ray.kill(actor)
+
+
+def runner_environment(home: Path) -> dict[str, str]:
+    """What a runner must share with the server that supervises it, whichever node it lands
+    on: NAS_HOME, and the ownership and database settings that the server's staleness check
+    assumes (a runner beating slower than the server's NAS_HEARTBEAT_STALE_SECONDS would be
+    taken for dead and replaced while it runs)."""
+    shared = {name: os.environ[name] for name in SHARED_SETTINGS if os.environ.get(name)}
+    return shared | {"NAS_HOME": str(home)}
 
 
 def _existing_actor(search_id: str) -> Any | None:
