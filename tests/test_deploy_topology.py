@@ -82,8 +82,54 @@ def processes_under(marker: str) -> list[int]:
     return pids
 
 
-def kill_leftovers(marker: str) -> None:
-    for pid in processes_under(marker):
+def parents() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (Ray's raylet, GCS, workers, trials)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def title(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of `pids` that still run (not gone, not zombies)."""
+    living = []
+    for pid in pids:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.append(pid)
+    return living
+
+
+def kill_leftovers(marker: str, pids: list[int]) -> None:
+    for pid in {*processes_under(marker), *alive(pids)}:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -105,6 +151,7 @@ class Topology:
         self.address = f"127.0.0.1:{self.port}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "token",
                     "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5",  # a quick teardown
                     "OMP_NUM_THREADS": "1", "NAS_THREADS": "1",
                     "NAS_HOME": str(root / "home"), "NAS_DATABASE_URL": database_url}
         self.env.pop("RAY_ADDRESS", None)
@@ -149,13 +196,17 @@ class Topology:
         roles = json.loads(result.stdout.strip().splitlines()[-1])
         return roles if sorted(roles.values()) == ["head", "worker"] else None
 
-    def stop(self) -> None:
+    def stop(self) -> list[int]:
+        """Stop everything; the processes of the nodes that were still alive after."""
         if self.server is not None:
             self.server.stop()
+        started = [pid for node in self.nodes for pid in descendants(node.process.pid)]
         for node in reversed(self.nodes):
             node.stop()
-        kill_leftovers(str(self.temp_dir))
+        left = alive(started)
+        kill_leftovers(str(self.temp_dir), started)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        return left
 
 
 @pytest.fixture(scope="module")
@@ -180,11 +231,12 @@ def topology(tmp_path_factory, database_url):
     if not RAY.exists():
         pytest.skip(f"the topology needs the `ray` command line beside {sys.executable}")
     running = Topology(tmp_path_factory.mktemp("topology"), database_url)
+    left = []
     try:
         yield running.start()
     finally:
-        running.stop()
-    assert processes_under(str(running.temp_dir)) == []
+        left = running.stop()
+    assert left == [], [title(pid) for pid in left]  # `ray start --block` stopped them all
 
 
 def launch(topology: Topology, config: dict) -> str:
@@ -223,3 +275,50 @@ def test_a_search_launched_through_the_api_trains_on_both_ray_nodes(topology):
     assert {place["node_id"] for place in where} == set(topology.node_roles), (
         [(place["node_id"][:8], place["pid"]) for place in where], topology.node_roles)
     assert all(place["threads"] == 1 and place["device"] == "cpu" for place in where)
+
+
+def trial_processes(node: RayNode) -> dict[int, str]:
+    """The node's Ray workers that run a candidate's trial now (their process title)."""
+    return {pid: name for pid in descendants(node.process.pid)
+            if (name := title(pid)).startswith("ray::") and "train" in name.lower()}
+
+
+def test_a_ray_worker_killed_mid_candidate_is_retried_and_no_row_is_lost(topology):
+    search_id = launch(topology, TINY | {"name": "worker-killed", "seed": 5})
+    second = topology.nodes[1]
+    victims = wait_until(lambda: trial_processes(second), 120, "a trial on the second node")
+    victim = next(iter(victims))
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    body = wait_finished(topology, search_id)
+    recovered = time.monotonic() - killed_at
+    assert body["status"] == "finished", (body, topology.server.log.read_text()[-3000:])
+    rows = rows_of(topology, search_id)
+    assert len(rows) == 4 and len({row["id"] for row in rows}) == 4
+    assert {row["state"] for row in rows} == {"COMPLETE"}, [row["state"] for row in rows]
+    failures = [httpx.get(f"{topology.server.url}/api/v1/architectures/{row['id']}",
+                          timeout=30).json()["metrics"].get("worker_failures", 0) for row in rows]
+    assert sum(failures) == 1, (failures, victims)  # the killed trial ran again, once
+    print(f"worker kill: {sum(failures)} candidate retried, search finished {recovered:.1f} s "
+          f"after the kill")
+
+
+def test_the_api_server_killed_while_two_searches_run_restarts_and_they_finish(topology):
+    slow = {"strategy": {"name": "evolution"}, "seed": 2,
+            "evaluator": {"name": "synthetic", "synthetic_seconds": 0.1},
+            "budget": {"architectures": 150}, "samples_per_step": 2, "runner": {"cpus": 1}}
+    ids = [launch(topology, slow | {"name": f"outlive-{index}"}) for index in range(2)]
+    wait_until(lambda: all(search_of(topology, search_id)["status"] == "running"
+                           for search_id in ids), 90, "both searches to run")
+    topology.server.kill()
+    killed_at = time.monotonic()
+    topology.server.start()
+    restarted = time.monotonic() - killed_at
+    bodies = [wait_finished(topology, search_id, timeout=240) for search_id in ids]
+    assert [body["status"] for body in bodies] == ["finished", "finished"], (
+        bodies, topology.server.log.read_text()[-3000:])
+    for search_id in ids:
+        rows = rows_of(topology, search_id)
+        assert len(rows) == 150 and len({row["id"] for row in rows}) == 150
+        assert {row["state"] for row in rows} == {"COMPLETE"}
+    print(f"server kill: ready again {restarted:.1f} s after the kill; both searches finished")
