@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -306,10 +307,19 @@ def test_a_ray_worker_killed_mid_candidate_is_retried_and_no_row_is_lost(topolog
 def test_the_api_server_killed_while_two_searches_run_restarts_and_they_finish(topology):
     slow = {"strategy": {"name": "evolution"}, "seed": 2,
             "evaluator": {"name": "synthetic", "synthetic_seconds": 0.1},
-            "budget": {"architectures": 150}, "samples_per_step": 2, "runner": {"cpus": 1}}
+            "budget": {"architectures": 200}, "samples_per_step": 2, "runner": {"cpus": 1}}
     ids = [launch(topology, slow | {"name": f"outlive-{index}"}) for index in range(2)]
     wait_until(lambda: all(search_of(topology, search_id)["status"] == "running"
                            for search_id in ids), 90, "both searches to run")
+    # The runners (Ray actors, wherever they landed) beat as often as the server expects:
+    # every NAS_HEARTBEAT_STALE_SECONDS / 3 = 2 s, not their own default's 5 s.
+    beats, deadline = set(), time.monotonic() + 9
+    while time.monotonic() < deadline:
+        beats.add(datetime.fromisoformat(search_of(topology, ids[0])["heartbeat_at"]))
+        time.sleep(0.2)
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(
+        sorted(beats), sorted(beats)[1:], strict=False)]
+    assert gaps and max(gaps) < 4.5, gaps
     topology.server.kill()
     killed_at = time.monotonic()
     topology.server.start()
@@ -319,6 +329,6 @@ def test_the_api_server_killed_while_two_searches_run_restarts_and_they_finish(t
         bodies, topology.server.log.read_text()[-3000:])
     for search_id in ids:
         rows = rows_of(topology, search_id)
-        assert len(rows) == 150 and len({row["id"] for row in rows}) == 150
+        assert len(rows) == 200 and len({row["id"] for row in rows}) == 200
         assert {row["state"] for row in rows} == {"COMPLETE"}
     print(f"server kill: ready again {restarted:.1f} s after the kill; both searches finished")
