@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,8 @@ def actor_name(search_id: str) -> str:
 
 class RayLauncher:
     def __init__(self, store_url: str, home: Path, address: str | None = None) -> None:
-        connect(address)
+        with keeping_signal_handlers():
+            connect(address)
         self.store_url, self.home = store_url, home.resolve()
         self._runs: dict[str, tuple[Any, Any]] = {}  # search id -> (actor, ref of its join)
 
@@ -83,6 +88,23 @@ class RayLauncher:
         actor = run[0] if run is not None else _existing_actor(search_id)
         if actor is not None:
             ray.kill(actor)
+
+
+@contextmanager
+def keeping_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGTERM and SIGINT handlers through `ray.init`, which replaces
+    SIGTERM's with a `sys.exit` that fires wherever the main thread is: in the server that
+    skipped uvicorn's graceful shutdown, and the process aborted (`docker compose stop`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            if handler is not None:
+                signal.signal(number, handler)
 
 
 def runner_environment(home: Path) -> dict[str, str]:
