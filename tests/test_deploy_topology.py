@@ -39,6 +39,11 @@ ray.init(address="{address}", logging_level="ERROR", configure_logging=False)
 print(json.dumps({{node["NodeID"]: "head" if "node:__internal_head__" in node["Resources"]
                   else "worker" for node in ray.nodes() if node["Alive"]}}))
 """
+FREE_CPUS_SCRIPT = """
+import ray
+ray.init(address="{address}", logging_level="ERROR", configure_logging=False)
+print(ray.available_resources().get("CPU", 0.0))
+"""
 
 pytestmark = pytest.mark.slow
 
@@ -197,6 +202,12 @@ class Topology:
         roles = json.loads(result.stdout.strip().splitlines()[-1])
         return roles if sorted(roles.values()) == ["head", "worker"] else None
 
+    def free_cpus(self) -> float:
+        result = subprocess.run([sys.executable, "-c", FREE_CPUS_SCRIPT.format(
+            address=self.address)], env=self.env, capture_output=True, text=True, timeout=90)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return float(result.stdout.strip().splitlines()[-1])
+
     def stop(self) -> list[int]:
         """Stop everything; the processes of the nodes that were still alive after."""
         if self.server is not None:
@@ -331,7 +342,31 @@ def test_the_api_server_killed_while_two_searches_run_restarts_and_they_finish(t
         rows = rows_of(topology, search_id)
         assert len(rows) == 200 and len({row["id"] for row in rows}) == 200
         assert {row["state"] for row in rows} == {"COMPLETE"}
+    # the runners the killed server started were reaped by the new one: their CPUs are free
+    wait_until(lambda: topology.free_cpus() == 4, 60, "the runners' CPUs to be free")
     print(f"server kill: ready again {restarted:.1f} s after the kill; both searches finished")
+
+
+def test_the_search_runner_killed_is_resumed_and_no_row_is_lost(topology):
+    config = TINY | {"name": "runner-killed", "seed": 7, "budget": {"architectures": 6}}
+    search_id = launch(topology, config)
+    wait_until(lambda: any(row["state"] == "COMPLETE" for row in rows_of(topology, search_id)),
+               120, "a first candidate")
+    head = topology.nodes[0]
+    runners = [pid for pid in descendants(head.process.pid)
+               if title(pid).startswith("ray::SearchRunner")]
+    assert len(runners) == 1, [title(pid) for pid in descendants(head.process.pid)]
+    os.kill(runners[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    unfinished = sum(row["state"] == "RUNNING" for row in rows_of(topology, search_id))
+    body = wait_finished(topology, search_id, timeout=180)
+    recovered = time.monotonic() - killed_at
+    assert body["status"] == "finished", (body, topology.server.log.read_text()[-3000:])
+    rows = rows_of(topology, search_id)
+    assert len(rows) == 6 and len({row["id"] for row in rows}) == 6
+    assert {row["state"] for row in rows} == {"COMPLETE"}, [row["state"] for row in rows]
+    print(f"runner kill: {unfinished} candidate(s) in training at the kill; the search "
+          f"finished {recovered:.1f} s after it")
 
 
 def test_sigterm_stops_the_api_server_cleanly(topology):

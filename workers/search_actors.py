@@ -29,8 +29,11 @@ SHARED_SETTINGS = ("NAS_HEARTBEAT_SECONDS", "NAS_HEARTBEAT_STALE_SECONDS", "NAS_
                    "NAS_DB_GRACE_SECONDS")
 
 
+PREFIX = "nas-search-"
+
+
 def actor_name(search_id: str) -> str:
-    return f"nas-search-{search_id}"
+    return f"{PREFIX}{search_id}"
 
 
 class RayLauncher:
@@ -39,6 +42,19 @@ class RayLauncher:
             connect(address)
         self.store_url, self.home = store_url, home.resolve()
         self._runs: dict[str, tuple[Any, Any]] = {}  # search id -> (actor, ref of its join)
+        self._adopt_runs()
+
+    def _adopt_runs(self) -> None:
+        """Follow the runs that a previous server started (the actors outlive it), so that
+        they are reaped, and their CPUs and GPUs freed, when their searches end."""
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["namespace"] != NAMESPACE or not entry["name"].startswith(PREFIX):
+                continue
+            search_id = entry["name"].removeprefix(PREFIX)
+            actor = _existing_actor(search_id)
+            if actor is not None:
+                self._runs[search_id] = (actor, actor.join.remote())
+                logger.info("following the run of search %s started before", search_id)
 
     def start(self, search_id: str, config: SearchConfig) -> None:
         self._kill(search_id)  # a relaunch replaces a run that lost its search
