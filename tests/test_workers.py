@@ -179,6 +179,28 @@ def test_the_runner_actor_starts_reports_and_cancels(local_ray, tmp_path):
     ray.kill(runner)
 
 
+def test_a_runners_join_sent_before_its_start_waits_for_the_search(local_ray, tmp_path):
+    """The launcher sends `start` then `join` to a threaded actor, which may run them in either
+    order: a `join` that runs first must wait, not report the run ended (the server killed
+    live runs for that)."""
+    from workers.runner import start_runner
+
+    url = f"sqlite:///{tmp_path / 'runner.db'}"
+    with Store(url) as store:
+        config = parse_config({"evaluator": {"name": "synthetic"}, "space": {"blocks": 3},
+                               "strategy": {"name": "random"}, "budget": {"architectures": 6}})
+        search_id = create_search(store, config).id
+    runner = start_runner(url)
+    assert ray.get(runner.status.remote())["search_id"] is None  # the actor is up
+    joined = runner.join.remote()
+    ready, _ = ray.wait([joined], timeout=3)
+    assert not ready, ray.get(joined)
+    runner.start.remote(search_id)
+    status = ray.get(joined, timeout=120)
+    assert status["status"] == "finished" and status["architectures"] == 6
+    ray.kill(runner)
+
+
 NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import ray
@@ -31,17 +32,23 @@ class SearchRunner:
         self.search_id: str | None = None
         self.error: str | None = None
         self._thread: threading.Thread | None = None
+        # Set once `start` returned or failed: calls to an actor with max_concurrency > 1 may
+        # run in any order, and a `join` that ran before `start` must not return at once.
+        self._started = threading.Event()
 
     def start(self, search_id: str) -> dict[str, Any]:
         """Run (or resume) `search_id` in the background; its status."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError(f"the runner is busy with search {self.search_id}")
-        with Store(self.store_url) as store:
-            store.get_search(search_id)  # an unknown id fails here, in the caller
-        self.search_id, self.error = search_id, None
-        self._thread = threading.Thread(target=self._run, args=(search_id,), daemon=True,
-                                        name=f"search-{search_id}")
-        self._thread.start()
+        try:
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError(f"the runner is busy with search {self.search_id}")
+            with Store(self.store_url) as store:
+                store.get_search(search_id)  # an unknown id fails here, in the caller
+            self.search_id, self.error = search_id, None
+            self._thread = threading.Thread(target=self._run, args=(search_id,), daemon=True,
+                                            name=f"search-{search_id}")
+            self._thread.start()
+        finally:
+            self._started.set()
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -67,9 +74,12 @@ class SearchRunner:
         return self.status()
 
     def join(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the current search to end (up to `timeout` s); its status."""
+        """Wait for the current search to end (up to `timeout` s); its status. Called before
+        any `start`, it waits for one first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._started.wait(timeout)
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return self.status()
 
     def _run(self, search_id: str) -> None:

@@ -59,8 +59,9 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
         evaluation = evaluator.evaluate_one(genotype, on_epoch=report_epoch)
     finally:
         evaluator.close()
-    where = {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "device": str(device),
-             "threads": torch.get_num_threads()}
+    where = {"node": ray.util.get_node_ip_address(),
+             "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+             "device": str(device), "threads": torch.get_num_threads()}
     evaluation = replace(evaluation, metrics=evaluation.metrics | {"worker": where})
     tune.report(final_report(evaluation) | shared)
 
