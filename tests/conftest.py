@@ -1,11 +1,10 @@
 """Shared test settings: two threads (two cores; NAS_THREADS overrides); a fresh SQLite store."""
 
 import os
-import uuid
 
 import pytest
 import torch
-from sqlalchemy import create_engine, text
+from servers import throwaway_schema
 
 from nas.store import Store
 
@@ -33,12 +32,5 @@ def database_url(request, tmp_path):
     if not server:
         pytest.skip('PostgreSQL back end: NAS_TEST_POSTGRES_URL is not set '
                     '(eval "$(bash .ci/postgres.sh)" sets it)')
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in server else "?"
-    yield f"{server}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with throwaway_schema(server) as url:
+        yield url

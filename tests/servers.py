@@ -7,8 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
+from sqlalchemy import create_engine, text
 
 TOKEN = "process-token"
 NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
@@ -69,3 +73,20 @@ def wait_for(client, search_id, statuses=("finished",), timeout=120):
         time.sleep(0.2)
     raise AssertionError(f"search {search_id} is {body['status']}, not {statuses}, after "
                          f"{timeout} s")
+
+
+@contextmanager
+def throwaway_schema(server: str) -> Iterator[str]:
+    """A URL of the PostgreSQL database at `server` that works in a new schema of its own,
+    dropped afterwards (the shared database's own tables are never touched)."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in server else "?"
+    try:
+        yield f"{server}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

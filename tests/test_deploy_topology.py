@@ -13,15 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from servers import NAS, TOKEN, Server, free_port
-from sqlalchemy import create_engine, text
+from servers import NAS, TOKEN, Server, free_port, throwaway_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
@@ -227,15 +225,8 @@ def database_url():
     if not server:
         pytest.skip('the topology needs PostgreSQL: NAS_TEST_POSTGRES_URL is not set '
                     '(eval "$(bash .ci/postgres.sh)" sets it)')
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in server else "?"
-    yield f"{server}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with throwaway_schema(server) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
