@@ -229,6 +229,10 @@ def test_a_run_that_dies_is_resumed_by_the_server(client, monkeypatch):
     server's scheduler resumes it from its checkpoint, and it finishes with every row once."""
     search_id = launch(client, synthetic(architectures=60, seconds=0.1))
     wait_for(client, search_id, ("running",))
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/v1/searches/{search_id}").json()["architectures"] < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     runs = client.app.state.runs.launcher._processes
     deadline = time.monotonic() + 30
     while search_id not in runs and time.monotonic() < deadline:
@@ -241,7 +245,7 @@ def test_a_run_that_dies_is_resumed_by_the_server(client, monkeypatch):
     assert len(rows) == 60 and {row["state"] for row in rows} == {"COMPLETE"}
     with client.stream("GET", f"/api/v1/searches/{search_id}/events") as stream:
         text = "".join(stream.iter_text())
-    assert text.count("event: started") == 2 and "event: claimed" in text  # taken over
+    assert "event: claimed" in text  # written only when a claim takes over a dead owner
 
 
 def test_a_failed_candidates_log_has_its_error_and_traceback(client):
