@@ -169,7 +169,7 @@ def peak_memory_mib(kind: str) -> dict:
 def cost_per_candidate(config: SearchConfig, candidates: int) -> dict:
     """Seconds to score a candidate under shared weights vs to train it standalone."""
     data = open_dataset(config)
-    enas = EnasEvaluator(config, data, controller_sampling=False)
+    enas = EnasEvaluator(config, data)
     space = config.space.build()
     genotypes = [space.sample(random.Random(100 + seed)) for seed in range(candidates)]
     enas.evaluate(genotypes[:1])  # warm-up
@@ -249,7 +249,7 @@ def ranking_fidelity(store: Store, candidates: int) -> dict:
     config = parse_config({"name": "bench-rank", "seed": 0, "dataset": {"name": "digits"},
                            "strategy": {"name": "random"}})
     data = open_dataset(config)
-    enas = EnasEvaluator(config, data, controller_sampling=False)
+    enas = EnasEvaluator(config, data)
     record = run_search(store, create_search(store, config).id, evaluator=enas)
     rows = store.architectures(record.id, role="candidate", order="step")
     last = rows[-candidates:]  # scored under the final shared weights' last epoch

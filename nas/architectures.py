@@ -8,11 +8,9 @@ from pathlib import Path
 from torch import nn
 
 from searchspace.genotype import Genotype, InvalidGenotype
-from searchspace.network import CellNetwork
+from searchspace.network import CellNetwork, stem_for
 from searchspace.references import REFERENCE_GENOTYPES
 from searchspace.zoo import create_network, list_networks
-
-IMAGENET_STEM_MIN_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -32,14 +30,13 @@ class Architecture:
     ) -> nn.Module:
         """The network for inputs of `in_channels` x `input_size`^2 (cell knobs apply to cells).
 
-        Cell networks use the ImageNet stem from `IMAGENET_STEM_MIN_SIZE` pixels up.
+        Cell networks use the ImageNet stem from 128 pixels up (`stem_for`).
         """
         if self.genotype is None:
             return create_network(self.name, num_classes, input_size, in_channels)
-        stem = "imagenet" if input_size >= IMAGENET_STEM_MIN_SIZE else "cifar"
         return CellNetwork(
             self.genotype, num_classes=num_classes, cells=cells, channels=channels,
-            in_channels=in_channels, stem=stem, auxiliary=auxiliary,
+            in_channels=in_channels, stem=stem_for(input_size), auxiliary=auxiliary,
         )
 
 

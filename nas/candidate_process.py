@@ -29,6 +29,7 @@ import torch
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
+from nas.states import ArchitectureState
 from nas.train import EpochCallback, EpochMetrics
 from searchspace.genotype import Genotype
 
@@ -54,7 +55,8 @@ class CandidateProcess:
         try:
             connection = self._ready()
         except WorkerLost as error:
-            return Evaluation(state="FAIL", error=f"the candidate's worker process {error}")
+            return Evaluation(state=ArchitectureState.FAIL,
+                              error=f"the candidate's worker process {error}")
         connection.send(genotype.to_json())
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         epochs_done = 0
@@ -62,14 +64,15 @@ class CandidateProcess:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not connection.poll(wait):
                 self.close()
-                return Evaluation(state="FAIL", error=(
+                return Evaluation(state=ArchitectureState.FAIL, error=(
                     f"timeout: no result within {self.timeout:g} s (evaluator.timeout_seconds);"
                     f" {epochs_done} of {self.config.evaluator.epochs} epochs done"))
             try:
                 kind, payload = connection.recv()
             except (EOFError, OSError):
-                return Evaluation(state="FAIL", error=f"the candidate's worker process "
-                                  f"{self._died()} after {epochs_done} epochs")
+                return Evaluation(state=ArchitectureState.FAIL,
+                                  error=f"the candidate's worker process {self._died()} after "
+                                  f"{epochs_done} epochs")
             if kind == "epoch":
                 epochs_done = payload["epoch"]
                 if on_epoch is not None:
@@ -145,7 +148,7 @@ def _serve(connection: Connection, config: dict[str, Any], data: DataSplits,
             genotype = Genotype.from_json(connection.recv())
             evaluation = evaluator.train_one(
                 genotype, on_epoch=lambda metrics: connection.send(("epoch", asdict(metrics))))
-            connection.send(("evaluation", asdict(evaluation)))
+            connection.send(("evaluation", evaluation.to_json()))
 
 
 def _limit_memory(megabytes: int | None) -> None:

@@ -7,9 +7,10 @@ slow candidate does not stall the others.
 
 A row's `step` is the number of tells before it was asked. A checkpoint is written after every
 `checkpoint_interval` tells and lists the rows not told yet (`outstanding`). Resuming drops the
-rows asked after the checkpoint (the loop asks again), re-runs the outstanding rows still open
-and tells those that came back, so no row stays WAITING or RUNNING. Cancelling stops the
-running candidates and closes their rows as FAIL.
+rows asked after the checkpoint (the loop asks again), re-runs the outstanding rows still open,
+tells those that came back and abandons the others, so no row stays WAITING or RUNNING and no ask
+stays open in the strategy. Cancelling stops the running candidates, closes their rows as FAIL
+and abandons them.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import time
 
 from nas.config import SearchConfig
 from nas.evaluators import ConcurrentEvaluator, Evaluation
-from nas.search import (
+from nas.loop import (
     LoopState,
     ProgressCallback,
     StepReport,
-    _budget_spent,
-    _cancelled,
-    _checkpoint,
-    _finish,
+    budget_spent,
+    cancelled,
+    checkpoint,
+    finish,
 )
 from nas.store import ArchitectureState, Store
 from nas.strategies import Strategy
@@ -75,6 +76,8 @@ class _Loop:
                 self._submit(architecture_id, row.genotype)
             elif row.reward is not None:
                 self.untold.append((architecture_id, row.genotype, row.reward))
+            else:  # it failed or was cancelled after the checkpoint
+                self.strategy.abandon([row.genotype])
         if self.in_flight:
             self.store.add_event(self.search_id, "resumed",
                                  f"re-running {len(self.in_flight)} unfinished candidates")
@@ -82,7 +85,7 @@ class _Loop:
     def _fill(self) -> None:
         """Ask and submit candidates until every slot is busy or the budget is spent."""
         while (len(self.in_flight) < self.evaluator.max_concurrent
-               and not _budget_spent(self.config, self.state)):
+               and not budget_spent(self.config, self.state)):
             genotype = self.strategy.ask(1)[0]
             [architecture_id] = self.store.add_architectures(
                 self.search_id, self.state.step, [genotype], self.evaluator.name)
@@ -101,9 +104,11 @@ class _Loop:
             logger.warning("ignoring an evaluation for architecture %d: not in flight",
                            architecture_id)
             return
-        _finish(self.store, architecture_id, evaluation)
+        finish(self.store, architecture_id, evaluation)
         if evaluation.reward is not None:
             self.untold.append((architecture_id, genotype, evaluation.reward))
+        else:
+            self.strategy.abandon([genotype])
         if len(self.untold) >= self.config.samples_per_step:
             self._tell()
 
@@ -116,14 +121,14 @@ class _Loop:
         logger.info("tell %d: %d architectures asked", self.state.step, self.state.architectures)
         if self.state.step % self.config.checkpoint_interval == 0:
             self.state.extra = {"outstanding": sorted(self.in_flight)}
-            _checkpoint(self.store, self.search_id, self.strategy, self.evaluator, self.state)
+            checkpoint(self.store, self.search_id, self.strategy, self.evaluator, self.state)
         if self.progress is not None:
             best = self.store.get_search(self.search_id).best_reward
             self.progress(StepReport(self.state.step, self.state.architectures, best,
                                      self.state.elapsed_seconds))
 
     def _cancelled(self) -> bool:
-        return _cancelled(self.store, self.search_id)
+        return cancelled(self.store, self.search_id)
 
     def _cancel(self) -> None:
         stopped = self.evaluator.cancel()
@@ -134,6 +139,8 @@ class _Loop:
         self.store.add_event(self.search_id, "cancelled",
                              f"cancelled after {self.state.architectures} architectures; "
                              f"stopped {len(stopped)} running candidates")
+        if self.in_flight:
+            self.strategy.abandon(list(self.in_flight.values()))
         self.in_flight.clear()
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from nas.data import DATASETS
+from nas.objective import objective_reward, uses_multiply_adds, uses_params
 from nas.paths import datasets_dir
 from nas.seeding import Seed
 from searchspace.genotype import CELL_NAMES
@@ -103,6 +104,11 @@ class EvaluatorConfig(_Section):
     warmup_epochs: int = Field(
         10, ge=0, description="supernet epochs on uniformly sampled paths before step 0"
     )
+    training_paths: Literal["strategy", "uniform"] | None = Field(
+        None, description="enas: where a supernet minibatch's path comes from after the "
+        "warm-up: asked of the strategy (and abandoned after its minibatch) or drawn uniformly; "
+        "default: the strategy when it is reinforce (ENAS's controller), else uniform"
+    )
     derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
     retrain_top: int = Field(
@@ -174,16 +180,20 @@ class BudgetConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    """Reward = accuracy, times (params / params_target) ** params_weight when a target is set."""
+    """Reward = accuracy, times (params / params_target) ** params_weight and
+    (multiply_adds / multiply_adds_target) ** multiply_adds_weight where a target is set
+    (`nas.objective`); every evaluator applies it."""
 
     metric: Literal["val_accuracy"] = "val_accuracy"
     params_target: int | None = Field(None, gt=0)
     params_weight: float = Field(-0.07, le=0)
+    multiply_adds_target: int | None = Field(None, gt=0, description="per input image")
+    multiply_adds_weight: float = Field(-0.07, le=0)
 
-    def reward(self, accuracy: float, params: int) -> float:
-        if self.params_target is None:
-            return accuracy
-        return accuracy * (params / self.params_target) ** self.params_weight
+    def reward(self, accuracy: float, params: int | None,
+               multiply_adds: int | None = None) -> float | None:
+        """`nas.objective.objective_reward` under this objective."""
+        return objective_reward(self, accuracy, params, multiply_adds)
 
 
 # What a search on shared weights uses unless the config says otherwise (measured on digits,
@@ -282,6 +292,13 @@ class SearchConfig(_Section):
         return filled
 
     @property
+    def training_paths(self) -> Literal["strategy", "uniform"]:
+        """Where ENAS's supernet minibatches take their paths (see `EvaluatorConfig`)."""
+        if self.evaluator.training_paths is not None:
+            return self.evaluator.training_paths
+        return "strategy" if self.strategy.name == "reinforce" else "uniform"
+
+    @property
     def checkpoint_interval(self) -> int:
         if self.checkpoint_every is not None:
             return self.checkpoint_every
@@ -301,10 +318,19 @@ class SearchConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _strategy_accepts_options(self) -> SearchConfig:
-        from nas.strategies import create
+    def _objective_has_networks(self) -> SearchConfig:
+        objective = self.objective
+        if self.evaluator.name == "synthetic" and (uses_params(objective)
+                                                   or uses_multiply_adds(objective)):
+            raise ValueError("objective: the synthetic evaluator builds no network, so it has "
+                             "no parameters or multiply-adds to target (drop the targets)")
+        return self
 
-        create(self.strategy.name, self.space.build(), seed=self.seed, **self.strategy.options)
+    @model_validator(mode="after")
+    def _strategy_accepts_options(self) -> SearchConfig:
+        from nas.strategies import validate_options
+
+        validate_options(self.strategy.name, self.strategy.options)  # builds nothing
         return self
 
 

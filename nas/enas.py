@@ -2,13 +2,16 @@
 
 The search loop drives it like any evaluator. First the shared weights warm up for
 `warmup_epochs` epochs on uniformly sampled paths; then, before every `steps_per_epoch`-th
-step, they train for one epoch on the train split, a fresh architecture per minibatch (from
-the controller when the strategy is `reinforce`, else uniform); Adam, cosine-annealed over
+step, they train for one epoch on the train split, a fresh architecture per minibatch (asked
+of the strategy or uniform, as `evaluator.training_paths` says); Adam, cosine-annealed over
 the planned epochs. Each candidate the strategy asks for is then scored on the next validation
 minibatch: accuracy under the shared weights, without gradients, with batch norm using the
 scoring batch's statistics and leaving the running statistics alone (training-mode
-normalisation as ENAS scores, but nothing learnt from validation data). At the end `derive`
-samples candidates, scores each on the whole validation split and returns the best.
+normalisation as ENAS scores, but nothing learnt from validation data); its reward is the
+search objective (`nas.objective`) of that accuracy and the path's parameters (and
+multiply-adds when targeted). At the end `derive` asks for candidates, scores each on the
+whole validation split, tells the strategy their rewards and returns the best. The strategy
+is reached only through its ask/tell interface.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ from torch import nn
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
-from nas.evaluators import Evaluation, Evaluator, Sampler, StandaloneEvaluator
+from nas.evaluators import Evaluation, Evaluator, Proposer, StandaloneEvaluator
 from nas.memory_format import use_channels_last
+from nas.metrics import Retrained
+from nas.objective import uses_multiply_adds
+from nas.schedule import cosine_factor
 from nas.seeding import stream_seed
+from nas.states import ArchitectureState
 from nas.train import TrainingDiverged
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
@@ -79,14 +86,14 @@ class EnasEvaluator(Evaluator):
 
     name = "enas"
 
-    def __init__(self, config: SearchConfig, data: DataSplits, *, controller_sampling: bool,
+    def __init__(self, config: SearchConfig, data: DataSplits,
                  weights_dir: Path | None = None) -> None:
         """`weights_dir`: where the retrained derived cells keep their weights."""
         self.config = config
         self.weights_dir = weights_dir
         self.options = config.evaluator
         self.data = data
-        self.controller_sampling = controller_sampling
+        self.strategy_paths = config.training_paths == "strategy"
         info = data.info
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stream_seed(config.seed, "enas-supernet"))
@@ -95,8 +102,8 @@ class EnasEvaluator(Evaluator):
                 channels=config.network.channels, in_channels=info.in_channels,
             )
         # channels_last measured 1.5x faster steps on AVX-512 CPUs; unsafe on AVX2 ones
-        self.memory_format = (torch.channels_last if use_channels_last(torch.device("cpu"))
-                              else torch.contiguous_format)
+        channels_last = use_channels_last(torch.device("cpu"), self.supernet)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.supernet.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(
             self.supernet.parameters(), lr=self.options.supernet_learning_rate,
@@ -110,6 +117,7 @@ class EnasEvaluator(Evaluator):
         self._whole_split: list[Batch] | None = None
         self.deadline: float | None = None
         self.derive_seconds: float | None = None  # measured: one candidate on the whole split
+        self._multiply_adds: dict[str, int] = {}  # per genotype id, when the objective wants them
 
     # the time budget
 
@@ -153,12 +161,12 @@ class EnasEvaluator(Evaluator):
 
     # the search loop's hooks
 
-    def before_step(self, step: int, sample: Sampler) -> None:
+    def before_step(self, step: int, strategy: Proposer) -> None:
         if step % self.options.steps_per_epoch == 0:
             while self.epochs_done < self.options.warmup_epochs and self.training_time_left():
-                self.train_epoch(sample, uniform=True)
+                self.train_epoch(strategy, uniform=True)
             if self.training_time_left():
-                self.train_epoch(sample)
+                self.train_epoch(strategy)
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         batches = []
@@ -166,22 +174,25 @@ class EnasEvaluator(Evaluator):
             batches.append(self.valid_batches[self.valid_cursor % len(self.valid_batches)])
             self.valid_cursor += 1
         scores = self.accuracies(genotypes, [[batch] for batch in batches])
-        return [
-            Evaluation(
-                state="COMPLETE", reward=accuracy, accuracy=accuracy,
-                params=self.path_parameters(genotype),
+        evaluations = []
+        for genotype, accuracy, (_, labels) in zip(genotypes, scores, batches, strict=True):
+            params, multiply_adds = self.complexity(genotype)
+            evaluations.append(Evaluation(
+                state=ArchitectureState.COMPLETE, reward=self.config.objective.reward(
+                    accuracy, params, multiply_adds),
+                accuracy=accuracy, params=params, flops=multiply_adds,
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": len(labels)},
-            )
-            for genotype, accuracy, (_, labels) in zip(genotypes, scores, batches, strict=True)
-        ]
+            ))
+        return evaluations
 
-    def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
-        """Sample `derive_samples` candidates, score each on the whole validation split, keep
-        the best `derive_top` (with parameters, multiply-adds and the standalone network); the
-        best `retrain_top` of those are also trained from scratch as standalone candidates.
-        Under a deadline, candidates are scored while the next one fits before it (at least
-        one)."""
-        candidates = list(dict.fromkeys(sample(self.options.derive_samples)))
+    def derive(self, strategy: Proposer) -> list[tuple[Genotype, Evaluation]]:
+        """Ask the strategy for `derive_samples` candidates, score each on the whole validation
+        split (and tell it those scores), keep the best `derive_top` (with parameters,
+        multiply-adds and the standalone network); the best `retrain_top` of those are also
+        trained from scratch as standalone candidates. Under a deadline, candidates are scored
+        while the next one fits before it (at least one); the others are abandoned."""
+        asked = strategy.ask(self.options.derive_samples)
+        candidates = list(dict.fromkeys(asked))
         scores: list[float] = []
         for genotype in candidates:
             if scores and not self.derive_time_left():
@@ -190,14 +201,22 @@ class EnasEvaluator(Evaluator):
                 break
             scores.append(self.score_on_whole_split(genotype))
         candidates = candidates[:len(scores)]
-        scored = sorted(zip(scores, candidates, strict=True), key=lambda pair: -pair[0])
-        scored = scored[: self.options.derive_top]
+        objective = self.config.objective
+        rewards = [objective.reward(accuracy, *self.complexity(genotype))
+                   for accuracy, genotype in zip(scores, candidates, strict=True)]
+        ranked = sorted(zip(rewards, scores, candidates, strict=True), key=lambda row: -row[0])
+        reward_of = dict(zip(candidates, rewards, strict=True))
+        told = [genotype for genotype in asked if genotype in reward_of]
+        if told:
+            strategy.tell(told, [reward_of[genotype] for genotype in told])
+        if unscored := [genotype for genotype in asked if genotype not in reward_of]:
+            strategy.abandon(unscored)
         info = self.data.info
         derived = []
-        for accuracy, genotype in scored:
+        for reward, accuracy, genotype in ranked[: self.options.derive_top]:
             network = extract_network(self.supernet, genotype)
             derived.append((genotype, Evaluation(
-                state="COMPLETE", reward=accuracy, accuracy=accuracy,
+                state=ArchitectureState.COMPLETE, reward=reward, accuracy=accuracy,
                 params=count_parameters(network),
                 flops=count_flops(network, (info.in_channels, info.input_size, info.input_size)),
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": info.valid_size,
@@ -215,19 +234,18 @@ class EnasEvaluator(Evaluator):
 
     def retrained(self, genotype: Genotype, derived: Evaluation) -> Evaluation:
         """`derived` with the outcome of training `genotype` from scratch (the standalone
-        evaluator's proxy budget) under metrics["retrained"], and its weights for export."""
+        evaluator's proxy budget) under `metrics.retrained`, and its weights for export."""
         standalone = StandaloneEvaluator(self.config, self.data, self.weights_dir)
         try:
             outcome = standalone.evaluate_one(genotype)
         finally:
             standalone.close()
-        retrained = {"state": outcome.state, "accuracy": outcome.accuracy,
-                     "params": outcome.params, "flops": outcome.flops,
-                     "train_seconds": outcome.train_seconds, "error": outcome.error}
-        metrics = derived.metrics | {"retrained": retrained}
-        if "weights" in outcome.metrics:
-            metrics["weights"] = outcome.metrics["weights"]
-        return dataclasses.replace(derived, metrics=metrics, train_seconds=outcome.train_seconds)
+        retrained = Retrained(state=outcome.state, accuracy=outcome.accuracy,
+                              params=outcome.params, flops=outcome.flops,
+                              train_seconds=outcome.train_seconds, error=outcome.error)
+        return dataclasses.replace(
+            derived, metrics=derived.metrics.with_values(retrained=retrained.model_dump()),
+            train_seconds=outcome.train_seconds, weights_path=outcome.weights_path)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -248,9 +266,10 @@ class EnasEvaluator(Evaluator):
 
     # the work
 
-    def train_epoch(self, sample: Sampler, *, uniform: bool = False) -> float:
-        """One epoch of shared-weight training, one sampled architecture per minibatch (drawn
-        uniformly during the warm-up or when the strategy is not the controller)."""
+    def train_epoch(self, strategy: Proposer, *, uniform: bool = False) -> float:
+        """One epoch of shared-weight training, one sampled architecture per minibatch: asked
+        of the strategy (and abandoned: it trains, it is not scored) when the config's
+        `training_paths` says so, else, and during the warm-up, drawn uniformly."""
         self.supernet.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
@@ -261,8 +280,9 @@ class EnasEvaluator(Evaluator):
         for images, labels in batches:
             if not self.training_time_left():  # the time budget: the epoch ends here
                 break
-            if self.controller_sampling and not uniform:
-                genotype = sample(1)[0]
+            if self.strategy_paths and not uniform:
+                [genotype] = strategy.ask(1)
+                strategy.abandon([genotype])
             else:
                 genotype = space.sample(self.uniform)
             images = images.contiguous(memory_format=self.memory_format)
@@ -291,7 +311,7 @@ class EnasEvaluator(Evaluator):
         if self.planned_epochs is None:
             return base * warm
         progress = min(1.0, self.epochs_done / self.planned_epochs)
-        return base * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return base * warm * cosine_factor(progress, floor=0.02)
 
     def accuracies(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]]
                    ) -> list[float]:
@@ -306,6 +326,20 @@ class EnasEvaluator(Evaluator):
                     seen += labels.numel()
                 scores.append(correct / seen)
         return scores
+
+    def complexity(self, genotype: Genotype) -> tuple[int, int | None]:
+        """Parameters and multiply-adds of `genotype`'s standalone network. Multiply-adds are
+        counted (on the extracted network, kept per genotype) only when the objective targets
+        them: a candidate is scored in milliseconds, counting them takes longer."""
+        params = self.path_parameters(genotype)
+        if not uses_multiply_adds(self.config.objective):
+            return params, None
+        if genotype.id not in self._multiply_adds:
+            info = self.data.info
+            network = extract_network(self.supernet, genotype)
+            self._multiply_adds[genotype.id] = count_flops(
+                network, (info.in_channels, info.input_size, info.input_size))
+        return params, self._multiply_adds[genotype.id]
 
     def path_parameters(self, genotype: Genotype) -> int:
         """Parameters of the standalone network of `genotype` (its share of the supernet)."""

@@ -18,18 +18,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
+from nas.metrics import Metrics
 from nas.seeding import stream_seed
+from nas.states import ArchitectureState
 from nas.strategies.synthetic import TokenMatchObjective
 from nas.train import EpochCallback, TrainConfig, train_model
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
 from searchspace.network import CellNetwork
+from searchspace.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +41,37 @@ logger = logging.getLogger(__name__)
 class Evaluation:
     """The outcome for one candidate. `state` is COMPLETE, PRUNED or FAIL."""
 
-    state: str
+    state: ArchitectureState
     reward: float | None = None
     accuracy: float | None = None
     params: int | None = None
     flops: int | None = None
     latency_ms: float | None = None
     train_seconds: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
     error: str | None = None
+    weights_path: str | None = None
+    """Where its trained weights were saved (None: not kept)."""
+
+    def __post_init__(self) -> None:  # what a worker sends back is JSON: strings and dicts
+        object.__setattr__(self, "state", ArchitectureState(self.state))
+        object.__setattr__(self, "metrics", Metrics.of(self.metrics))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values; `Evaluation(**evaluation.to_json())` gives it back."""
+        return {**{name: getattr(self, name) for name in self.__dataclass_fields__},
+                "state": str(self.state), "metrics": self.metrics.to_json()}
 
 
-Sampler = Callable[[int], list[Genotype]]
+class Proposer(Protocol):
+    """What an evaluator's hooks may ask of the search's strategy: its ask/tell interface
+    (`nas.strategies.Strategy`). Whatever a hook asks it tells or abandons before it returns."""
+
+    def ask(self, n: int) -> list[Genotype]: ...
+
+    def tell(self, genotypes: Sequence[Genotype], rewards: Sequence[float]) -> None: ...
+
+    def abandon(self, genotypes: Sequence[Genotype]) -> None: ...
 
 
 class Evaluator(ABC):
@@ -57,7 +79,8 @@ class Evaluator(ABC):
 
     The hooks let an evaluator keep learnt state (ENAS's shared weights): `before_step` runs
     before each step of the loop, `derive` after the budget is spent (its results are recorded
-    as 'derived'), and the state is checkpointed with the strategy's.
+    as 'derived'), and the state is checkpointed with the strategy's. Both get the strategy
+    only as a `Proposer`: an evaluator knows no strategy by name.
     """
 
     name: str
@@ -66,10 +89,10 @@ class Evaluator(ABC):
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         """One evaluation per genotype, in order."""
 
-    def before_step(self, step: int, sample: Sampler) -> None:  # noqa: B027  (optional hook)
-        """Called before step `step`; `sample(n)` draws genotypes from the strategy."""
+    def before_step(self, step: int, strategy: Proposer) -> None:  # noqa: B027  (optional)
+        """Called before step `step`."""
 
-    def derive(self, sample: Sampler) -> list[tuple[Genotype, Evaluation]]:
+    def derive(self, strategy: Proposer) -> list[tuple[Genotype, Evaluation]]:
         """Final candidates to record once the budget is spent."""
         return []
 
@@ -160,6 +183,17 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def standalone_train_config(config: SearchConfig) -> TrainConfig:
+    """The recipe a search trains networks from scratch with: its standalone candidates, the
+    ENAS retraining of its derived cells and its zoo baselines (`nas baselines`)."""
+    return TrainConfig(
+        epochs=config.evaluator.epochs,
+        batch_size=config.evaluator.batch_size,
+        learning_rate=config.evaluator.learning_rate,
+        seed=config.seed,
+    )
+
+
 class StandaloneEvaluator(Evaluator):
     """Train every candidate from scratch on the search's train split, score on its valid split."""
 
@@ -174,12 +208,7 @@ class StandaloneEvaluator(Evaluator):
         self.weights_dir = weights_dir
         self.device = device
         self._worker = None  # a CandidateProcess once a limit asks for one
-        self.train_config = TrainConfig(
-            epochs=config.evaluator.epochs,
-            batch_size=config.evaluator.batch_size,
-            learning_rate=config.evaluator.learning_rate,
-            seed=config.seed,
-        )
+        self.train_config = standalone_train_config(config)
 
     def build(self, genotype: Genotype) -> CellNetwork:
         info = self.data.info
@@ -226,24 +255,25 @@ class StandaloneEvaluator(Evaluator):
             latency_ms = measure_latency_ms(model.cpu(), input_shape)
         except Exception as error:  # a failed candidate is recorded, the search goes on
             logger.warning("candidate %s failed: %s", genotype.id, error)
-            return Evaluation(state="FAIL", error=describe_failure(error),
+            return Evaluation(state=ArchitectureState.FAIL, error=describe_failure(error),
                               metrics={"traceback": traceback.format_exc(limit=20)})
         finally:
             release_memory()
         last = result.history[-self.config.evaluator.reward_epochs:]
         accuracy = max(epoch.val_accuracy for epoch in last)
-        metrics = result.to_dict()
+        weights_path = None
         if self.weights_dir is not None:
-            metrics["weights"] = str(self._save_weights(genotype, model))
+            weights_path = str(self._save_weights(genotype, model))
         return Evaluation(
-            state="COMPLETE",
-            reward=self.config.objective.reward(accuracy, params),
+            state=ArchitectureState.COMPLETE,
+            reward=self.config.objective.reward(accuracy, params, flops),
             accuracy=accuracy,
             params=params,
             flops=flops,
             latency_ms=latency_ms,
             train_seconds=result.seconds,
-            metrics=metrics,
+            metrics=Metrics.model_validate(result.to_dict()),
+            weights_path=weights_path,
         )
 
     def _save_weights(self, genotype: Genotype, model: torch.nn.Module) -> Path:
@@ -270,7 +300,7 @@ class SyntheticEvaluator(Evaluator):
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         time.sleep(self.seconds * len(genotypes))
         return [
-            Evaluation(state="COMPLETE", reward=score, accuracy=score)
+            Evaluation(state=ArchitectureState.COMPLETE, reward=score, accuracy=score)
             for score in map(self.objective, genotypes)
         ]
 
@@ -286,22 +316,45 @@ def register_workers_evaluator(factory: WorkersFactory) -> None:
     _workers_factory = factory
 
 
+EvaluatorFactory = Callable[[SearchConfig, DataSplits | None, Path | None], Evaluator]
+# The evaluators a config names (`evaluator.name`), each a factory of (config, data,
+# weights_dir); `create_evaluator` picks one.
+EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator")
+
+
+def _with_data(config: SearchConfig, data: DataSplits | None) -> DataSplits:
+    if data is None:
+        raise ValueError(f"evaluator {config.evaluator.name!r} needs a dataset")
+    return data
+
+
+@EVALUATORS.register("synthetic")
+def _synthetic(config: SearchConfig, data: DataSplits | None, weights_dir: Path | None
+               ) -> Evaluator:
+    return SyntheticEvaluator(config)
+
+
+@EVALUATORS.register("standalone")
+def _standalone(config: SearchConfig, data: DataSplits | None, weights_dir: Path | None
+                ) -> Evaluator:
+    return StandaloneEvaluator(config, _with_data(config, data), weights_dir)
+
+
+@EVALUATORS.register("enas")
+def _enas(config: SearchConfig, data: DataSplits | None, weights_dir: Path | None
+          ) -> Evaluator:
+    from nas.enas import EnasEvaluator
+
+    return EnasEvaluator(config, _with_data(config, data), weights_dir=weights_dir)
+
+
 def create_evaluator(config: SearchConfig, data: DataSplits | None,
                      weights_dir: Path | None = None) -> Evaluator:
     """The evaluator the config names (`data` is needed by those that train; standalone
     candidates' weights are kept in `weights_dir` when given)."""
-    if config.evaluator.name == "synthetic":
-        return SyntheticEvaluator(config)
-    if data is None:
-        raise ValueError(f"evaluator {config.evaluator.name!r} needs a dataset")
-    if config.workers is not None:
+    if config.workers is not None:  # standalone candidates on the registered back end
         if _workers_factory is None:
             raise ValueError("workers: no worker back end is loaded (import "
                              "workers.ray_evaluator, as `nas search` and the server do)")
-        return _workers_factory(config, data, weights_dir)
-    if config.evaluator.name == "enas":
-        from nas.enas import EnasEvaluator
-
-        return EnasEvaluator(config, data, weights_dir=weights_dir,
-                             controller_sampling=config.strategy.name == "reinforce")
-    return StandaloneEvaluator(config, data, weights_dir)
+        return _workers_factory(config, _with_data(config, data), weights_dir)
+    return EVALUATORS.create(config.evaluator.name, config, data, weights_dir)

@@ -8,6 +8,11 @@ a narrow cell): "double free or corruption", segfaults or hangs, deterministical
 thread. Minimal reproduction: `tests/test_memory_format.py`. So the CPU uses channels_last only
 when oneDNN runs its AVX-512 kernels (an AVX-512 CPU and no `ONEDNN_MAX_CPU_ISA` below it);
 AVX2-only CPUs train in the default layout. CUDA always uses channels_last.
+
+The AVX-512 kernels are not safe for narrow convolutions either: a standalone candidate of 4
+channels aborted (heap corruption in backward) with 2 threads on an AVX-512 CPU
+(`tests/test_registry.py`'s standalone case). So a network with any convolution of fewer than
+`NARROW_CHANNELS` input or output channels trains in the default layout on the CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +32,19 @@ def onednn_runs_avx512() -> bool:
     return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
 
 
-def use_channels_last(device: torch.device) -> bool:
-    """Whether training on `device` should use the channels_last memory format."""
-    return device.type == "cuda" or (device.type == "cpu" and onednn_runs_avx512())
+NARROW_CHANNELS = 8
+
+
+def has_narrow_convolution(model: torch.nn.Module) -> bool:
+    """Whether `model` has a 2-d convolution of fewer than `NARROW_CHANNELS` channels."""
+    return any(isinstance(module, torch.nn.Conv2d)
+               and min(module.in_channels, module.out_channels) < NARROW_CHANNELS
+               for module in model.modules())
+
+
+def use_channels_last(device: torch.device, model: torch.nn.Module | None = None) -> bool:
+    """Whether training `model` on `device` should use the channels_last memory format."""
+    if device.type == "cuda":
+        return True
+    return (device.type == "cpu" and onednn_runs_avx512()
+            and (model is None or not has_narrow_convolution(model)))

@@ -18,63 +18,40 @@ Evaluators that train candidates concurrently (Ray workers) take the asynchronou
 
 from __future__ import annotations
 
-import io
 import logging
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-import torch
-
+from nas import loop
+from nas.concurrent_search import run_concurrent
 from nas.config import SearchConfig
-from nas.data import load_dataset
-from nas.evaluators import ConcurrentEvaluator, Evaluation, Evaluator, create_evaluator
+from nas.data import check_dataset, load_dataset
+from nas.evaluators import ConcurrentEvaluator, Evaluator, create_evaluator
+from nas.loop import LoopState, ProgressCallback, StepReport
 from nas.ownership import OwnershipSettings, owning
 from nas.paths import weights_dir
 from nas.store import (
-    ArchitectureRecord,
-    ArchitectureState,
+    ArchitectureRole,
     OwnershipLost,
     SearchRecord,
     SearchStatus,
     Store,
     StoreUnavailable,
 )
-from nas.strategies import Strategy, create
+from nas.strategies import IncompatibleState, Strategy, create
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """What the loop reports after each step (for progress bars and logs)."""
-
-    step: int
-    architectures: int
-    best_reward: float | None
-    elapsed_seconds: float
-
-
-ProgressCallback = Callable[[StepReport], None]
-
-
-@dataclass
-class LoopState:
-    step: int = 0
-    architectures: int = 0
-    elapsed_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    """What a loop keeps in its checkpoint besides the above (the concurrent loop's rows)."""
-    checkpoint_seconds: float = 0.0
-    """How long the last checkpoint took to write: reserved for the final one."""
+__all__ = ["LoopState", "ProgressCallback", "StepReport", "create_search",
+           "open_dataset", "run_search"]
 
 
 def create_search(store: Store, config: SearchConfig) -> SearchRecord:
-    """Queue a search for a validated config (the dataset is checked before the row exists)."""
+    """Queue a search for a validated config. Its dataset is checked (`check_dataset`: the
+    files are there) before the row exists, and loaded only when the search runs."""
     if config.evaluator.name != "synthetic":
-        open_dataset(config)
+        dataset = config.dataset
+        check_dataset(dataset.name, dataset.resolved_path(),
+                      valid_fraction=dataset.valid_fraction, input_size=dataset.input_size,
+                      limit=dataset.limit)
     return store.create_search(config.name, config.model_dump(mode="json"), config.seed)
 
 
@@ -110,33 +87,31 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
             needs_data = config.evaluator.name != "synthetic"
             evaluator = create_evaluator(config, open_dataset(config) if needs_data else None,
                                          weights_dir() / search_id)
-        state = _restore(store, search_id, strategy, evaluator)
+        state = loop.restore(store, search_id, strategy, evaluator)
         store.add_event(search_id, "started", f"running from step {state.step}",
                         {"step": state.step, "architectures": state.architectures})
         started = time.perf_counter() - state.elapsed_seconds
-        evaluator.set_deadline(_deadline(config, started, state))
+        evaluator.set_deadline(loop.deadline(config, started, state))
         between_steps, checkpointed = True, state.step
         if isinstance(evaluator, ConcurrentEvaluator):
-            from nas.concurrent_search import run_concurrent
-
             between_steps = False  # its checkpoints are taken in the loop only
             if run_concurrent(store, search_id, config, strategy, evaluator, state, started,
                               progress):
                 return
-        while not _budget_spent(
+        while not loop.budget_spent(
                 config, state, evaluator.reserved_seconds() + state.checkpoint_seconds):
-            if _cancelled(store, search_id):
+            if loop.cancelled(store, search_id):
                 store.add_event(search_id, "cancelled", f"cancelled before step {state.step}")
                 return
             between_steps = False
-            evaluator.before_step(state.step, strategy.ask)
+            evaluator.before_step(state.step, strategy)
             _run_step(store, search_id, config, strategy, evaluator, state)
             state.elapsed_seconds = time.perf_counter() - started
             between_steps = True
             if state.step % config.checkpoint_interval == 0:
-                _checkpoint(store, search_id, strategy, evaluator, state)
+                loop.checkpoint(store, search_id, strategy, evaluator, state)
                 checkpointed = state.step
-                evaluator.set_deadline(_deadline(config, started, state))
+                evaluator.set_deadline(loop.deadline(config, started, state))
             if progress is not None:
                 best = store.get_search(search_id).best_reward
                 progress(StepReport(state.step, state.architectures, best, state.elapsed_seconds))
@@ -144,7 +119,7 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
         _record_derived(store, search_id, evaluator, strategy, state)
     except KeyboardInterrupt as interrupt:
         if between_steps and checkpointed != state.step:
-            _checkpoint(store, search_id, strategy, evaluator, state)
+            loop.checkpoint(store, search_id, strategy, evaluator, state)
         reason = getattr(interrupt, "reason", "interrupted")
         if store.get_search(search_id).status is not SearchStatus.CANCELLED:  # stays cancelled
             store.set_status(search_id, SearchStatus.INTERRUPTED, error=reason)
@@ -152,6 +127,10 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
         raise
     except (OwnershipLost, StoreUnavailable):
         raise  # another process owns the search, or the database is gone: write nothing
+    except IncompatibleState as error:  # nothing is wrong with the search: it stays resumable
+        store.set_status(search_id, SearchStatus.INTERRUPTED, error=str(error))
+        store.add_event(search_id, "interrupted", str(error))
+        raise
     except Exception as error:
         store.set_status(search_id, SearchStatus.FAILED, error=f"{type(error).__name__}: {error}")
         store.add_event(search_id, "failed", str(error))
@@ -159,48 +138,12 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
     finally:
         if evaluator is not None:
             evaluator.close()
-    _checkpoint(store, search_id, strategy, evaluator, state)
+    loop.checkpoint(store, search_id, strategy, evaluator, state)
     store.add_event(search_id, "finished", f"{state.architectures} architectures",
                     {"architectures": state.architectures})
     store.set_status(search_id, SearchStatus.FINISHED)
 
 
-def _cancelled(store: Store, search_id: str) -> bool:
-    """Whether the search was cancelled; `OwnershipLost` when the fenced `store`'s lease is
-    not current any more (checked here too, so a run that lost its search stops before it
-    spends a step's work that no write could record)."""
-    record = store.get_search(search_id)
-    lease = store.lease
-    if lease is not None and (record.owner, record.owner_epoch) != (lease.owner, lease.epoch):
-        raise OwnershipLost(f"lost ownership of search {search_id} (epoch {lease.epoch}; now "
-                            f"{record.owner or 'released'}): this process stops without writing")
-    return record.status is SearchStatus.CANCELLED
-
-
-def best_architectures(store: Store, search_id: str, limit: int | None = None
-                       ) -> list[ArchitectureRecord]:
-    """The best architectures by reward: the derived ones when the evaluator derived any (ENAS
-    candidates' rewards come from a single validation batch), else the candidates. Transferred
-    networks (scored on another dataset) are never mixed in."""
-    role = "derived" if store.count_architectures(search_id, role="derived") else "candidate"
-    return store.architectures(search_id, order="reward", limit=limit, role=role)
-
-
-def _deadline(config: SearchConfig, started: float, state: LoopState) -> float | None:
-    """When the evaluator's work must end: the time budget less the final checkpoint."""
-    if config.budget.seconds is None:
-        return None
-    return started + config.budget.seconds - state.checkpoint_seconds
-
-
-def _budget_spent(config: SearchConfig, state: LoopState, reserved_seconds: float = 0.0) -> bool:
-    """Whether the loop must stop asking: the architectures are spent, or the time budget less
-    what the evaluator reserves for its end (ENAS's derivation)."""
-    budget = config.budget
-    if budget.architectures is not None and state.architectures >= budget.architectures:
-        return True
-    return (budget.seconds is not None
-            and state.elapsed_seconds + reserved_seconds >= budget.seconds)
 
 
 def _run_step(
@@ -215,14 +158,18 @@ def _run_step(
     for architecture_id in ids:
         store.start_architecture(architecture_id)
     evaluations = evaluator.evaluate(genotypes)
-    told_genotypes, told_rewards = [], []
+    told_genotypes, told_rewards, abandoned = [], [], []
     for architecture_id, genotype, evaluation in zip(ids, genotypes, evaluations, strict=True):
-        _finish(store, architecture_id, evaluation)
+        loop.finish(store, architecture_id, evaluation)
         if evaluation.reward is not None:
             told_genotypes.append(genotype)
             told_rewards.append(evaluation.reward)
+        else:
+            abandoned.append(genotype)
     if told_genotypes:
         strategy.tell(told_genotypes, told_rewards)
+    if abandoned:
+        strategy.abandon(abandoned)
     state.step += 1
     state.architectures += len(genotypes)
     logger.info("step %d: %d architectures", state.step, state.architectures)
@@ -231,61 +178,17 @@ def _run_step(
 def _record_derived(store: Store, search_id: str, evaluator: Evaluator, strategy: Strategy,
                     state: LoopState) -> None:
     """Record the evaluator's final candidates (ENAS's derived cells) with role 'derived'."""
-    if store.count_architectures(search_id, role="derived"):
+    if store.count_architectures(search_id, role=ArchitectureRole.DERIVED):
         return  # recorded before an interruption: keep them
-    derived = evaluator.derive(strategy.ask)
+    derived = evaluator.derive(strategy)
     if not derived:
         return
     genotypes = [genotype for genotype, _ in derived]
     ids = store.add_architectures(search_id, state.step, genotypes, evaluator.name,
-                                  role="derived")
+                                  role=ArchitectureRole.DERIVED)
     for architecture_id, (_, evaluation) in zip(ids, derived, strict=True):
-        _finish(store, architecture_id, evaluation)
+        loop.finish(store, architecture_id, evaluation)
     store.add_event(search_id, "derived", f"{len(ids)} derived architectures",
                     {"rewards": [evaluation.reward for _, evaluation in derived]})
 
 
-def _finish(store: Store, architecture_id: int, evaluation: Evaluation) -> None:
-    store.finish_architecture(
-        architecture_id, state=ArchitectureState(evaluation.state), reward=evaluation.reward,
-        accuracy=evaluation.accuracy, params=evaluation.params, flops=evaluation.flops,
-        latency_ms=evaluation.latency_ms, train_seconds=evaluation.train_seconds,
-        metrics=evaluation.metrics, error=evaluation.error,
-    )
-
-
-def _checkpoint(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator,
-                state: LoopState) -> None:
-    began = time.perf_counter()
-    buffer = io.BytesIO()
-    torch.save({
-        "extra": state.extra,
-        "strategy": strategy.state_dict(),
-        "evaluator": evaluator.state_dict(),
-        "step": state.step,
-        "architectures": state.architectures,
-        "elapsed_seconds": state.elapsed_seconds,
-        "python_random": random.getstate(),
-        "torch_random": torch.get_rng_state(),
-    }, buffer)
-    store.save_checkpoint(search_id, state.step, buffer.getvalue())
-    state.checkpoint_seconds = time.perf_counter() - began
-
-
-def _restore(store: Store, search_id: str, strategy: Strategy, evaluator: Evaluator
-             ) -> LoopState:
-    checkpoint = store.latest_checkpoint(search_id)
-    if checkpoint is None:
-        store.delete_architectures_after(search_id, -1)
-        return LoopState()
-    payload = torch.load(io.BytesIO(checkpoint.payload), weights_only=True)
-    strategy.load_state_dict(payload["strategy"])
-    evaluator.load_state_dict(payload["evaluator"])
-    random.setstate(payload["python_random"])
-    torch.set_rng_state(payload["torch_random"])
-    removed = store.delete_architectures_after(search_id, payload["step"] - 1)
-    if removed:
-        store.add_event(search_id, "resumed", f"dropped {removed} architectures recorded after "
-                        f"the checkpoint at step {payload['step']}")
-    return LoopState(payload["step"], payload["architectures"], payload["elapsed_seconds"],
-                     payload.get("extra", {}))

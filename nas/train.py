@@ -25,6 +25,7 @@ from torch import nn
 
 from nas.data import DataSplits
 from nas.memory_format import use_channels_last
+from nas.schedule import cosine_factor
 from nas.seeding import Seed, stream_seed
 
 logger = logging.getLogger(__name__)
@@ -149,24 +150,32 @@ def evaluate(
     return total_loss / seen, correct / seen
 
 
-def train_model(
-    model: nn.Module,
-    data: DataSplits,
-    config: TrainConfig,
-    *,
-    device: torch.device | None = None,
-    on_epoch: EpochCallback | None = None,
-    progress: bool = False,
-) -> TrainResult:
-    """Train `model` on `data.train_loader` and validate each epoch on `data.valid_loader`.
+@dataclass
+class TrainingRun:
+    """What one run of `train_model` works with, set up by `prepare_run`."""
 
-    `on_epoch` is called after every epoch; returning True stops training early (a scheduler
-    such as ASHA pruning the run). Raises `TrainingDiverged` on a non-finite loss.
-    """
-    device = device or default_device()
-    on_cuda = device.type == "cuda"
+    model: nn.Module
+    config: TrainConfig
+    device: torch.device
+    channels_last: bool
+    train_batches: Batches
+    valid_batches: Batches
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    cutout_generator: torch.Generator
+
+    @property
+    def autocast(self) -> bool:
+        return self.device.type == "cuda" and self.config.amp
+
+
+def prepare_run(model: nn.Module, data: DataSplits, config: TrainConfig, device: torch.device
+                ) -> TrainingRun:
+    """Seed, place the model, make the loaders, SGD (Nesterov) and its cosine schedule."""
     seed_everything(config.seed)
-    channels_last = (use_channels_last(device) if config.channels_last is None
+    channels_last = (use_channels_last(device, model) if config.channels_last is None
                      else config.channels_last)
     model.to(device)
     if channels_last:
@@ -183,53 +192,93 @@ def train_model(
         model.parameters(), lr=config.learning_rate, momentum=config.momentum,
         nesterov=config.momentum > 0, weight_decay=config.weight_decay,
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_learning_rate
+    total_steps = config.epochs * steps_per_epoch
+    floor = config.min_learning_rate / config.learning_rate
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: cosine_factor(step / total_steps, floor)
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and config.amp)
-    cutout_generator = torch.Generator().manual_seed(stream_seed(config.seed, "cutout"))
+    return TrainingRun(
+        model=model, config=config, device=device, channels_last=channels_last,
+        train_batches=train_batches, valid_batches=valid_batches,
+        steps_per_epoch=steps_per_epoch, optimizer=optimizer, schedule=schedule,
+        scaler=torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp),
+        cutout_generator=torch.Generator().manual_seed(stream_seed(config.seed, "cutout")),
+    )
+
+
+def train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor,
+               where: str) -> tuple[float, int]:
+    """One optimizer step on a batch: its loss and how many it classified right (`where`
+    places the error when the loss is not finite)."""
+    config = run.config
+    if config.cutout:
+        images = apply_cutout(images, config.cutout, run.cutout_generator)
+    images, labels = _to_device(images, labels, run.device, run.channels_last)
+    with _autocast(run.device, enabled=run.autocast):
+        logits, loss = _forward_loss(run.model, images, labels, config)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise TrainingDiverged(
+            f"loss became {loss_value} at {where}; try a lower learning rate "
+            f"(now {run.optimizer.param_groups[0]['lr']:g})"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.schedule.step()
+    return loss_value, (logits.argmax(1) == labels).sum().item()
+
+
+def train_epoch(run: TrainingRun, epoch: int, on_step: Callable[[float], None]
+                ) -> tuple[float, float]:
+    """Epoch `epoch` (from 0) over the training split: its mean loss and accuracy."""
+    model, config = run.model, run.config
+    if hasattr(model, "drop_path_prob"):  # the linear drop-path schedule
+        model.drop_path_prob = config.drop_path * epoch / config.epochs
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for step, (images, labels) in enumerate(run.train_batches):
+        loss_value, right = train_step(run, images, labels, f"epoch {epoch + 1}, step {step + 1}")
+        loss_sum += loss_value * labels.numel()
+        correct += right
+        seen += labels.numel()
+        on_step(loss_value)
+    return loss_sum / seen, correct / seen
+
+
+def train_model(
+    model: nn.Module,
+    data: DataSplits,
+    config: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train `model` on `data.train_loader` and validate each epoch on `data.valid_loader`.
+
+    `on_epoch` is called after every epoch; returning True stops training early (a scheduler
+    such as ASHA pruning the run). Raises `TrainingDiverged` on a non-finite loss.
+    """
+    run = prepare_run(model, data, config, device or default_device())
     result = TrainResult()
     started = time.perf_counter()
     with _progress_bar(progress) as bar:
-        task = bar.add_task("training", total=config.epochs * steps_per_epoch, status="")
+        task = bar.add_task("training", total=config.epochs * run.steps_per_epoch, status="")
         for epoch in range(config.epochs):
             epoch_started = time.perf_counter()
-            if hasattr(model, "drop_path_prob"):
-                model.drop_path_prob = config.drop_path * epoch / config.epochs
-            model.train()
-            learning_rate = optimizer.param_groups[0]["lr"]
-            loss_sum, correct, seen = 0.0, 0, 0
-            for step, (images, labels) in enumerate(train_batches):
-                if config.cutout:
-                    images = apply_cutout(images, config.cutout, cutout_generator)
-                images, labels = _to_device(images, labels, device, channels_last)
-                with _autocast(device, enabled=on_cuda and config.amp):
-                    logits, loss = _forward_loss(model, images, labels, config)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
-                        f"try a lower learning rate (now {learning_rate:g})"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                loss_sum += loss_value * labels.numel()
-                correct += (logits.argmax(1) == labels).sum().item()
-                seen += labels.numel()
-                bar.update(task, advance=1, status=f"loss {loss_value:.3f}")
-            val_loss, val_accuracy = evaluate(model, valid_batches, device, channels_last)
+            learning_rate = run.optimizer.param_groups[0]["lr"]
+            train_loss, train_accuracy = train_epoch(
+                run, epoch,
+                lambda loss: bar.update(task, advance=1, status=f"loss {loss:.3f}"))
+            val_loss, val_accuracy = evaluate(model, run.valid_batches, run.device,
+                                              run.channels_last)
             metrics = EpochMetrics(
-                epoch=epoch + 1,
-                train_loss=loss_sum / seen,
-                train_accuracy=correct / seen,
-                val_loss=val_loss,
-                val_accuracy=val_accuracy,
-                learning_rate=learning_rate,
+                epoch=epoch + 1, train_loss=train_loss, train_accuracy=train_accuracy,
+                val_loss=val_loss, val_accuracy=val_accuracy, learning_rate=learning_rate,
                 seconds=time.perf_counter() - epoch_started,
             )
             result.history.append(metrics)

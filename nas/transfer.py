@@ -25,16 +25,16 @@ import torch
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
-from nas.export import ExportSpec, stem_for
+from nas.export import ExportSpec
 from nas.paths import weights_dir
 from nas.seeding import stream_seed
-from nas.store import ArchitectureRecord, ArchitectureState, SearchStatus, Store
+from nas.store import ArchitectureRecord, ArchitectureRole, ArchitectureState, SearchStatus, Store
 from nas.train import TrainConfig, TrainResult, train_model
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
-from searchspace.network import CellNetwork
+from searchspace.network import CellNetwork, stem_for
 
-TRANSFER_ROLE = "transferred"
+TRANSFER_ROLE = ArchitectureRole.TRANSFERRED
 TRANSFER_SEARCH_NAME = "transfer"
 TRANSFER_EVALUATOR = "transfer"
 
@@ -191,8 +191,9 @@ def record_transfer(
     record = store.finish_architecture(
         architecture_id, state=ArchitectureState.COMPLETE, reward=accuracy, accuracy=accuracy,
         params=outcome.params, flops=outcome.flops, train_seconds=outcome.result.seconds,
-        metrics={"network": spec.network_settings(), "weights": str(weights_path),
-                 "dataset": dataset, "training": outcome.result.to_dict()},
+        metrics={"network": spec.network_settings(), "dataset": dataset,
+                 "training": outcome.result.to_dict()},
+        weights_path=str(weights_path),
     )
     if source is None:
         store.set_status(search_id, SearchStatus.FINISHED)

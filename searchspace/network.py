@@ -17,6 +17,42 @@ from searchspace.cells import Cell
 from searchspace.genotype import Genotype
 
 Stem = Literal["cifar", "imagenet"]
+IMAGENET_STEM_MIN_SIZE = 128  # inputs from this many pixels up get the ImageNet stem
+
+
+def stem_for(input_size: int) -> Stem:
+    """The stem a cell network uses for `input_size`-pixel inputs (ImageNet from 128 px up)."""
+    return "imagenet" if input_size >= IMAGENET_STEM_MIN_SIZE else "cifar"
+
+
+def cifar_stem(in_channels: int, stem_channels: int) -> nn.Sequential:
+    """The CIFAR stem: one 3x3 convolution at full resolution, then batch norm."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(stem_channels),
+    )
+
+
+def imagenet_stem(in_channels: int, stem_channels: int) -> nn.Sequential:
+    """The ImageNet stem's convolution: 3x3 at stride 2, then batch norm (two reduction cells
+    follow it: see `build_stem`)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(stem_channels),
+    )
+
+
+def build_stem(
+    stem: str, in_channels: int, channels: int, stem_multiplier: int = 3
+) -> tuple[nn.Sequential, list[tuple[int, bool]]]:
+    """The stem of a cell network whose first stage has `channels`, and the (channels,
+    is_reduction) of the cells it adds before stage 1: none for CIFAR (`stem_multiplier` x
+    `channels` wide), two reduction cells for ImageNet (8x smaller before stage 1)."""
+    if stem == "cifar":
+        return cifar_stem(in_channels, stem_multiplier * channels), []
+    return imagenet_stem(in_channels, max(channels // 2, 8)), [
+        (max(channels // 4, 2), True), (max(channels // 2, 2), True),
+    ]
 
 
 def stage_plan(cells: int, channels: int) -> list[tuple[int, bool]]:
@@ -85,20 +121,9 @@ class CellNetwork(nn.Module):
         self.genotype = genotype
         self.drop_path_prob = 0.0
         self.cells = nn.ModuleList()
-        plan: list[tuple[int, bool]] = []  # (channels, reduction) for each cell after the stem
-        if stem == "cifar":
-            stem_channels = stem_multiplier * channels
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(stem_channels),
-            )
-        else:
-            stem_channels = max(channels // 2, 8)
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(stem_channels),
-            )
-            plan += [(max(channels // 4, 2), True), (max(channels // 2, 2), True)]
+        # (channels, reduction) for each cell after the stem
+        self.stem, plan = build_stem(stem, in_channels, channels, stem_multiplier)
+        stem_channels = self.stem[0].out_channels
         plan += stage_plan(cells, channels)
         auxiliary_after = len(plan) - cells - 1  # last normal cell of the second stage
 

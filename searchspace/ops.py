@@ -1,4 +1,4 @@
-"""The operations a cell block can apply, by name: `OPS[name](channels, stride) -> nn.Module`.
+"""The operations a cell block can apply, by name: `create_op(name, channels, stride)`.
 
 Every op maps `channels` to `channels` and halves the spatial size (rounding up) at stride 2,
 so any op can take any input of a cell. Convolutions use the NASNet order ReLU-Conv-BN; separable
@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from searchspace.registry import Registry, UnknownName
 
 
 class ReLUConvBN(nn.Sequential):
@@ -97,17 +99,28 @@ class Identity(nn.Module):
 
 
 class SqueezeExcitation(nn.Module):
-    """Channel attention of SENet: global pool, bottleneck MLP, sigmoid gate."""
+    """Channel attention of SENet (Hu et al., 2018): global pool, bottleneck MLP, gate.
 
-    def __init__(self, channels: int, reduction: int = 4) -> None:
+    The cells' se_sep_conv op uses `reduction` 4; the zoo's SE-ResNet the published 16, both
+    with at least `min_hidden` hidden units, ReLU and a sigmoid gate. MobileNetV3 (hard-sigmoid
+    gate) and EfficientNet (SiLU) give their own `hidden` width, `activation` and `gate`.
+    """
+
+    def __init__(
+        self, channels: int, reduction: int = 4, min_hidden: int = 4, *,
+        hidden: int | None = None, activation: type[nn.Module] = nn.ReLU,
+        gate: type[nn.Module] = nn.Sigmoid,
+    ) -> None:
         super().__init__()
-        hidden = max(channels // reduction, 4)
+        hidden = max(channels // reduction, min_hidden) if hidden is None else hidden
         self.squeeze = nn.Conv2d(channels, hidden, 1)
+        self.activation = activation(inplace=True)
         self.excite = nn.Conv2d(hidden, channels, 1)
+        self.gate = gate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = F.adaptive_avg_pool2d(x, 1)
-        weights = torch.sigmoid(self.excite(F.relu(self.squeeze(weights))))
+        weights = self.gate(self.excite(self.activation(self.squeeze(weights))))
         return x * weights
 
 
@@ -122,22 +135,29 @@ class SqueezeExcitationSeparableConv(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expansion, depthwise conv, linear 1x1 projection; residual at s=1."""
+    """MobileNetV2 block (Sandler et al., 2018): 1x1 expansion (none at `expansion` 1),
+    depthwise conv, linear 1x1 projection; batch norm after each, ReLU6 (in place: it follows a
+    batch norm) after all but the projection; the input is added back when the shape is
+    unchanged. The cells' mbconv op and the zoo's MobileNet v2 use it."""
 
-    def __init__(self, channels: int, kernel_size: int, stride: int, expansion: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 expansion: int = 3) -> None:
         super().__init__()
-        hidden = channels * expansion
-        self.use_residual = stride == 1
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=False),
+        hidden = in_channels * expansion
+        expand = [
+            nn.Conv2d(in_channels, hidden, 1, bias=False),
             nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=False),
+            nn.ReLU6(inplace=True),
+        ] if expansion != 1 else []
+        self.use_residual = stride == 1 and in_channels == out_channels
+        self.body = nn.Sequential(
+            *expand,
             nn.Conv2d(hidden, hidden, kernel_size, stride, kernel_size // 2,
                       groups=hidden, bias=False),
             nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=False),
-            nn.Conv2d(hidden, channels, 1, bias=False),
-            nn.BatchNorm2d(channels),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,36 +194,93 @@ class InceptionBranches(nn.Module):
         return self.project(torch.cat([branch(x) for branch in branches], dim=1))
 
 
+OpBuilder = Callable[[int, int], nn.Module]
+
+
+class UnknownOp(UnknownName):
+    """No op is registered under the requested name."""
+
+
+# Each op: `builder(channels, stride) -> nn.Module`, registered under its name. `nas export`
+# copies these builders and the classes they use into the standalone module.
+OPS: Registry[OpBuilder] = Registry("op", unknown=UnknownOp)
+register_op = OPS.register
+
+
+@register_op("identity")
 def identity(channels: int, stride: int) -> nn.Module:
     """The skip connection; a factorized reduce where the block must halve the size."""
     return Identity() if stride == 1 else FactorizedReduce(channels, channels)
 
 
-OpBuilder = Callable[[int, int], nn.Module]
+@register_op("conv_1x1")
+def conv_1x1(channels: int, stride: int) -> nn.Module:
+    return ReLUConvBN(channels, channels, 1, stride)
 
-OPS: dict[str, OpBuilder] = {
-    "identity": identity,
-    "conv_1x1": lambda c, stride: ReLUConvBN(c, c, 1, stride),
-    "conv_3x3": lambda c, stride: ReLUConvBN(c, c, 3, stride),
-    "sep_conv_3x3": lambda c, stride: SeparableConv(c, c, 3, stride),
-    "sep_conv_5x5": lambda c, stride: SeparableConv(c, c, 5, stride),
-    "sep_conv_7x7": lambda c, stride: SeparableConv(c, c, 7, stride),
-    "dil_conv_3x3": lambda c, stride: DilatedSeparableConv(c, c, 3, stride, dilation=2),
-    "dil_conv_5x5": lambda c, stride: DilatedSeparableConv(c, c, 5, stride, dilation=2),
-    "conv_1x7_7x1": lambda c, stride: FactorizedConv(c, 7, stride),
-    "inception": lambda c, stride: InceptionBranches(c, stride),
-    "se_sep_conv_3x3": lambda c, stride: SqueezeExcitationSeparableConv(c, 3, stride),
-    "mbconv_3x3": lambda c, stride: InvertedResidual(c, 3, stride),
-    "avg_pool_3x3": lambda c, stride: nn.AvgPool2d(3, stride, 1, count_include_pad=False),
-    "max_pool_3x3": lambda c, stride: nn.MaxPool2d(3, stride, 1),
-}
+
+@register_op("conv_3x3")
+def conv_3x3(channels: int, stride: int) -> nn.Module:
+    return ReLUConvBN(channels, channels, 3, stride)
+
+
+@register_op("sep_conv_3x3")
+def sep_conv_3x3(channels: int, stride: int) -> nn.Module:
+    return SeparableConv(channels, channels, 3, stride)
+
+
+@register_op("sep_conv_5x5")
+def sep_conv_5x5(channels: int, stride: int) -> nn.Module:
+    return SeparableConv(channels, channels, 5, stride)
+
+
+@register_op("sep_conv_7x7")
+def sep_conv_7x7(channels: int, stride: int) -> nn.Module:
+    return SeparableConv(channels, channels, 7, stride)
+
+
+@register_op("dil_conv_3x3")
+def dil_conv_3x3(channels: int, stride: int) -> nn.Module:
+    return DilatedSeparableConv(channels, channels, 3, stride, dilation=2)
+
+
+@register_op("dil_conv_5x5")
+def dil_conv_5x5(channels: int, stride: int) -> nn.Module:
+    return DilatedSeparableConv(channels, channels, 5, stride, dilation=2)
+
+
+@register_op("conv_1x7_7x1")
+def conv_1x7_7x1(channels: int, stride: int) -> nn.Module:
+    return FactorizedConv(channels, 7, stride)
+
+
+@register_op("inception")
+def inception(channels: int, stride: int) -> nn.Module:
+    return InceptionBranches(channels, stride)
+
+
+@register_op("se_sep_conv_3x3")
+def se_sep_conv_3x3(channels: int, stride: int) -> nn.Module:
+    return SqueezeExcitationSeparableConv(channels, 3, stride)
+
+
+@register_op("mbconv_3x3")
+def mbconv_3x3(channels: int, stride: int) -> nn.Module:
+    return InvertedResidual(channels, channels, 3, stride)
+
+
+@register_op("avg_pool_3x3")
+def avg_pool_3x3(channels: int, stride: int) -> nn.Module:
+    return nn.AvgPool2d(3, stride, 1, count_include_pad=False)
+
+
+@register_op("max_pool_3x3")
+def max_pool_3x3(channels: int, stride: int) -> nn.Module:
+    return nn.MaxPool2d(3, stride, 1)
+
 
 def create_op(name: str, channels: int, stride: int) -> nn.Module:
-    """Build op `name`; an unknown name raises `KeyError` listing the known ops."""
-    try:
-        builder = OPS[name]
-    except KeyError:
-        raise KeyError(f"unknown op {name!r}; known ops: {', '.join(OPS)}") from None
+    """Build op `name` at `stride` (1 or 2); an unknown name raises `UnknownOp`."""
+    builder = OPS.get_entry(name)
     if stride not in (1, 2):
         raise ValueError(f"op stride must be 1 or 2, got {stride}")
     return builder(channels, stride)

@@ -6,6 +6,14 @@
   reduction cell its second block), while our cells concatenate exactly the unread block outputs.
 - `enas` (Pham et al., 2018, the micro cell in the authors' `cifar10_micro_final.sh`): exact
   op for op (their ids 0..4 = sep_conv_3x3, sep_conv_5x5, avg_pool_3x3, max_pool_3x3, identity).
+- `darts_v2` (Liu et al., 2019, DARTS second order; `DARTS_V2` in the authors' `cnn/genotypes.py`,
+  whose input numbering is ours): op for op (`skip_connect` = identity, a factorized reduce at
+  stride 2 as in DARTS). Approximate in one respect: DARTS concatenates all four block outputs,
+  ours the unread ones (normal: blocks 1-3, as block 3 reads block 0; reduction: blocks 1-3).
+- `amoebanet_a` (Real et al., 2019, AmoebaNet-A; as `AmoebaNet` in the DARTS authors'
+  `genotypes.py`, from the TensorFlow release): exact, concatenation included (its concat lists,
+  normal 4, 5, 6 and reduction 3, 4, 6, are exactly its unread states); `conv_7x1_1x7` is our
+  `conv_1x7_7x1`.
 """
 
 from __future__ import annotations
@@ -46,13 +54,39 @@ ENAS_MICRO = Genotype(
     ),
 )
 
-REFERENCE_GENOTYPES: dict[str, Genotype] = {"nasnet_a": NASNET_A, "enas": ENAS_MICRO}
+DARTS_V2 = Genotype(
+    normal=(
+        (0, "sep_conv_3x3", 1, "sep_conv_3x3"),
+        (0, "sep_conv_3x3", 1, "sep_conv_3x3"),
+        (1, "sep_conv_3x3", 0, "identity"),
+        (0, "identity", 2, "dil_conv_3x3"),
+    ),
+    reduction=(
+        (0, "max_pool_3x3", 1, "max_pool_3x3"),
+        (2, "identity", 1, "max_pool_3x3"),
+        (0, "max_pool_3x3", 2, "identity"),
+        (2, "identity", 1, "max_pool_3x3"),
+    ),
+)
 
+AMOEBANET_A = Genotype(
+    normal=(
+        (0, "avg_pool_3x3", 1, "max_pool_3x3"),
+        (0, "sep_conv_3x3", 2, "sep_conv_5x5"),
+        (0, "sep_conv_3x3", 3, "avg_pool_3x3"),
+        (1, "sep_conv_3x3", 1, "identity"),
+        (0, "identity", 1, "avg_pool_3x3"),
+    ),
+    reduction=(
+        (0, "avg_pool_3x3", 1, "sep_conv_3x3"),
+        (0, "max_pool_3x3", 2, "sep_conv_7x7"),
+        (0, "sep_conv_7x7", 1, "avg_pool_3x3"),
+        (0, "max_pool_3x3", 1, "max_pool_3x3"),
+        (0, "conv_1x7_7x1", 5, "sep_conv_3x3"),
+    ),
+)
 
-def reference_genotype(name: str) -> Genotype:
-    """The published genotype `name`; an unknown name raises `KeyError` listing the known ones."""
-    try:
-        return REFERENCE_GENOTYPES[name]
-    except KeyError:
-        known = ", ".join(REFERENCE_GENOTYPES)
-        raise KeyError(f"unknown reference genotype {name!r}; known: {known}") from None
+REFERENCE_GENOTYPES: dict[str, Genotype] = {
+    "nasnet_a": NASNET_A, "enas": ENAS_MICRO, "darts_v2": DARTS_V2, "amoebanet_a": AMOEBANET_A,
+}
+

@@ -8,7 +8,6 @@ When only the normal cell is searched, the reduction cell repeats the normal cel
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from typing import Literal
@@ -51,9 +50,8 @@ class SearchSpace:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "cells", tuple(self.cells))
-        unknown = [op for op in self.ops if op not in OPS]
-        if unknown:
-            raise ValueError(f"unknown op(s) {unknown}; known ops: {', '.join(OPS)}")
+        for op in self.ops:
+            OPS.get_entry(op)  # an unknown op raises UnknownOp, naming the known ones
         if not self.ops or len(set(self.ops)) != len(self.ops):
             raise ValueError("a space needs at least one op and no op twice")
         if self.blocks < 1:
@@ -128,7 +126,3 @@ class SearchSpace:
     def num_genotypes(self) -> int:
         """Distinct genotypes: the product over searched cells of `num_cells()`."""
         return self.num_cells() ** len(self.cells)
-
-    def log10_size(self) -> float:
-        """log10 of `num_genotypes()`, for display."""
-        return len(self.cells) * math.log10(self.num_cells())

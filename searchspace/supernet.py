@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from searchspace.genotype import Block, Genotype, InvalidGenotype, loose_ends
-from searchspace.network import CellNetwork, stage_plan
+from searchspace.network import CellNetwork, cifar_stem, stage_plan
 from searchspace.ops import FactorizedReduce, ReLUConvBN, create_op
 from searchspace.spaces import SearchSpace
 
@@ -127,10 +127,7 @@ class Supernet(nn.Module):
         self.num_classes, self.cells_per_stage, self.channels = num_classes, cells, channels
         self.in_channels, self.stem_multiplier = in_channels, stem_multiplier
         stem_channels = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(stem_channels),
-        )
+        self.stem = cifar_stem(in_channels, stem_channels)
         self.cells = nn.ModuleList()
         c_prev_prev, c_prev, reduction_prev = stem_channels, stem_channels, False
         for cell_channels, reduction in stage_plan(cells, channels):

@@ -18,7 +18,16 @@ from nas.service.errors import STATUS_BY_TYPE, describe, http_status
 from nas.service.runs import Launcher, ProcessLauncher, RunScheduler
 from nas.store import Store
 from server.metrics import Metrics
-from server.routes import architectures, dashboard, datasets, health, searches, session, zoo
+from server.routes import (
+    architectures,
+    baselines,
+    dashboard,
+    datasets,
+    health,
+    searches,
+    session,
+    zoo,
+)
 from server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -57,7 +66,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     for error_type, _ in STATUS_BY_TYPE:
         app.add_exception_handler(error_type, _error_response)
     app.add_exception_handler(Exception, _error_response)  # a bug: JSON 500, no traceback
-    for module in (health, session, searches, architectures, datasets, zoo):
+    for module in (health, session, searches, baselines, architectures, datasets, zoo):
         app.include_router(module.router)
     dashboard.install(app)
     return app

@@ -16,8 +16,8 @@ from fastapi import Request
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from nas.states import ENDED_STATUSES
 from nas.store import Store
-from nas.store.store import ENDED_STATUSES
 
 POLL_SECONDS = 0.5
 BATCH = 500

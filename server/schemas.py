@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from nas.data.archive import ImportedDataset
 from nas.service.searches import SearchSummary
+from nas.states import ArchitectureRole, ArchitectureState, SearchStatus
 from nas.store import ArchitectureRecord
 
 
@@ -21,7 +22,7 @@ class Budget(BaseModel):
 class SearchOut(BaseModel):
     id: str
     name: str
-    status: str
+    status: SearchStatus
     strategy: str | None
     evaluator: str | None
     created_at: datetime
@@ -40,7 +41,7 @@ class SearchOut(BaseModel):
     def of(cls, item: SearchSummary) -> SearchOut:
         record = item.search
         return cls(
-            id=record.id, name=record.name, status=str(record.status),
+            id=record.id, name=record.name, status=record.status,
             strategy=(record.config.get("strategy") or {}).get("name"),
             evaluator=(record.config.get("evaluator") or {}).get("name"),
             created_at=record.created_at, started_at=record.started_at,
@@ -64,8 +65,8 @@ class ArchitectureOut(BaseModel):
     id: int
     search_id: str
     step: int
-    state: str
-    role: str
+    state: ArchitectureState
+    role: ArchitectureRole
     evaluator: str
     genotype_id: str
     genotype: dict[str, Any]
@@ -82,7 +83,7 @@ class ArchitectureOut(BaseModel):
     @classmethod
     def of(cls, record: ArchitectureRecord) -> ArchitectureOut:
         return cls(
-            id=record.id, search_id=record.search_id, step=record.step, state=str(record.state),
+            id=record.id, search_id=record.search_id, step=record.step, state=record.state,
             role=record.role, evaluator=record.evaluator, genotype_id=record.genotype_id,
             genotype=json.loads(record.genotype_json),  # as stored: the canonical to_json()
             reward=record.reward, accuracy=record.accuracy,
@@ -103,7 +104,7 @@ class ArchitecturePage(BaseModel):
 
 class ArchitectureLogs(BaseModel):
     id: int
-    state: str
+    state: ArchitectureState
     error: str | None
     worker: dict[str, Any] | None = Field(description="where it ran: node, pid, device")
     log: list[str]

@@ -15,6 +15,14 @@ def _two_threads():
 
 
 @pytest.fixture
+def env(tmp_path):
+    """The environment of a `nas` command run as a process: its own NAS_HOME (and so its own
+    SQLite store) under `tmp_path`, one thread."""
+    return {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
+            "OMP_NUM_THREADS": "1", "NAS_DATABASE_URL": ""}
+
+
+@pytest.fixture
 def store(tmp_path):
     """A migrated store in a new SQLite file."""
     with Store(f"sqlite:///{tmp_path / 'nas.db'}") as opened:

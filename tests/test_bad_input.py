@@ -16,12 +16,6 @@ NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
 SYNTHETIC = ["--evaluator", "synthetic", "--budget-architectures", "4"]
 
 
-@pytest.fixture
-def env(tmp_path):
-    return {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
-            "OMP_NUM_THREADS": "1", "NAS_DATABASE_URL": ""}
-
-
 def nas(env, *args, check=True):
     result = subprocess.run([*NAS, *args], capture_output=True, text=True, env=env, timeout=600)
     if check:
@@ -93,6 +87,9 @@ def test_the_largest_seed_is_accepted(env):
         ("network: {channels: 1000000}", "network.channels"),
         ("objective: {params_target: 1000, params_weight: -.inf}", "objective.params_weight"),
         ("strategy: {name: reinforce, lr: .nan}", "lr"),
+        ("objective: {multiply_adds_target: 0}", "objective.multiply_adds_target"),
+        ("evaluator: {name: synthetic}\nobjective: {params_target: 1000}",
+         "synthetic evaluator builds no network"),
     ],
 )
 def test_other_numeric_ranges_are_checked(env, tmp_path, setting, field):

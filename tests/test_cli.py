@@ -1,7 +1,6 @@
 """The `nas` command as a user runs it: real subprocesses, a real SQLite store under NAS_HOME."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from searchspace.complexity import count_flops, count_parameters
+from searchspace.network import CellNetwork
+from searchspace.references import REFERENCE_GENOTYPES
+from searchspace.zoo import create_network
+
 NAS = [sys.executable, "-c", "from nas.cli import main; main()"]
-
-
-@pytest.fixture
-def env(tmp_path):
-    return {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
-            "NAS_DATABASE_URL": ""}
 
 
 def nas(env, *args, check=True):
@@ -31,7 +29,10 @@ def test_train_prints_the_metrics_as_json(env):
     out = nas(env, "train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "8", "--json")
     metrics = json.loads(out.stdout)
     assert set(metrics) >= {"val_accuracy", "params", "flops", "seconds"}
-    assert metrics["val_accuracy"] > 0.6 and metrics["params"] > 0 and metrics["flops"] > 0
+    assert metrics["val_accuracy"] > 0.6
+    lenet5 = create_network("lenet5", num_classes=10, input_size=8, in_channels=1)  # digits
+    assert metrics["params"] == count_parameters(lenet5)
+    assert metrics["flops"] == count_flops(lenet5, (1, 8, 8))
 
 
 def test_train_a_genotype_file(env, tmp_path):
@@ -41,14 +42,24 @@ def test_train_a_genotype_file(env, tmp_path):
     path.write_text(ENAS_MICRO.to_json(indent=2))
     out = nas(env, "train", "--arch", str(path), "--dataset", "synthetic", "--epochs", "1",
               "--cells", "1", "--channels", "4", "--json")
-    assert json.loads(out.stdout)["params"] > 0
+    network = CellNetwork(ENAS_MICRO, num_classes=4, cells=1, channels=4)  # synthetic: 4 classes
+    assert json.loads(out.stdout)["params"] == count_parameters(network)
 
 
 def test_zoo_list_covers_zoo_and_reference_cells(env):
     rows = json.loads(nas(env, "zoo", "list", "--json").stdout)
     names = {row["name"] for row in rows}
-    assert {"resnet20", "mobilenet_v2", "nasnet_a", "enas"} <= names
-    assert all(row["params"] > 0 and row["flops"] > 0 for row in rows)
+    assert {"resnet20", "mobilenet_v2", "nasnet_a", "enas", "zfnet", "vgg19", "nin",
+            "inception_v4", "inception_resnet_v2", "preact_resnet164", "fractalnet",
+            "shufflenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0",
+            "efficientnet_b3", "darts_v2", "amoebanet_a"} <= names
+    for row in rows:  # sized for 10 classes of 3 x 32 x 32 images; cells: 2 cells, 16 channels
+        model = (create_network(row["name"]) if row["kind"] == "zoo" else
+                 CellNetwork(REFERENCE_GENOTYPES[row["name"]], cells=2, channels=16))
+        assert (row["params"], row["flops"]) == (count_parameters(model),
+                                                 count_flops(model, (3, 32, 32))), row["name"]
+    assert all(row["latency_ms"] > 0 and row["latency_threads"] == 1 for row in rows)
+    assert (Path(env["NAS_HOME"]) / "cache" / "zoo-listing.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -103,6 +114,29 @@ def test_search_then_searches_show_and_resume(env):
     assert "normal cell:" in text and "out = concat(" in text
     again = nas(env, "resume", summary["search_id"], check=False)
     assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_search_and_show_report_the_best_parameters_and_multiply_adds(env, tmp_path):
+    config = tmp_path / "search.yaml"
+    config.write_text(
+        "evaluator: {name: enas, batch_size: 32, warmup_epochs: 0, derive_samples: 2, "
+        "derive_top: 1}\n"
+        "dataset: {name: synthetic, limit: 64}\nnetwork: {cells: 1, channels: 4}\n"
+        "space: {blocks: 2}\nbudget: {architectures: 4}\n"
+        "objective: {params_target: 5000}\n"
+    )
+    summary = json.loads(nas(env, "search", "-c", str(config), "--json").stdout
+                         .strip().splitlines()[-1])
+    shown = json.loads(nas(env, "show", summary["search_id"], "--json").stdout)
+    best = shown["top"][0]
+    assert best["role"] == "derived" and best["params"] > 0 and best["flops"] > 0
+    assert (summary["best_params"], summary["best_multiply_adds"]) == (
+        best["params"], best["flops"])
+    assert (shown["best_params"], shown["best_multiply_adds"]) == (best["params"], best["flops"])
+    assert best["reward"] == pytest.approx(best["accuracy"] * (best["params"] / 5000) ** -0.07)
+    text = " ".join(nas(env, "show", summary["search_id"]).stdout.split())  # unwrapped
+    assert (f"best reward {best['reward']:.4f} ({best['params']:,} params, "
+            f"{best['flops']:,} mult-adds)") in text
 
 
 @pytest.mark.slow

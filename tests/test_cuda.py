@@ -63,6 +63,6 @@ def test_a_ray_trial_given_a_gpu_trains_on_cuda(tmp_path):
             record = run_search(store, create_search(store, config).id)
             rows = store.architectures(record.id)
         assert {row.state.value for row in rows} == {"COMPLETE"}
-        assert all(row.metrics["worker"]["device"].startswith("cuda") for row in rows)
+        assert all(row.metrics.worker["device"].startswith("cuda") for row in rows)
     finally:
         ray.shutdown()

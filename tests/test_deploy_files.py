@@ -1,5 +1,6 @@
-"""The deployment files (Dockerfile, docker-compose.yml, compose.cpu.yml) checked without a
-Docker engine: the compose files against the Compose Specification's JSON schema (the copy
+"""The deployment files (Dockerfile, docker-compose.yml and its overrides compose.cpu.yml and
+compose.multihost.yml, compose.node.yml for a node on another host) checked without a Docker
+engine: the compose files against the Compose Specification's JSON schema (the copy
 that check-jsonschema ships), every command against the real `nas` and `ray` command lines,
 every variable against what the code reads, and the wiring between the services."""
 
@@ -72,6 +73,14 @@ def without_tags(value):
 BASE = load("docker-compose.yml")
 CPU = merge(BASE, load("compose.cpu.yml"))
 VARIANTS = {"gpu": BASE, "cpu": CPU}
+# Across hosts: the head host's override (over either variant) and a node on another host.
+MULTIHOST = {"multihost": merge(BASE, load("compose.multihost.yml")),
+             "multihost-cpu": merge(CPU, load("compose.multihost.yml"))}
+NODE = load("compose.node.yml")
+EVERY = VARIANTS | MULTIHOST | {"node": NODE}
+COMPOSE_FILES = ["docker-compose.yml", "compose.cpu.yml", "compose.multihost.yml",
+                 "compose.node.yml"]
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_]+)(?P<rule>:?[-?])?")
 
 
 def schema_validator():
@@ -88,7 +97,7 @@ def errors_of(document) -> list[str]:
 
 
 def services(variant="gpu") -> dict:
-    return VARIANTS[variant]["services"]
+    return EVERY[variant]["services"]
 
 
 def environment(service: dict) -> dict:
@@ -151,13 +160,25 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-@pytest.mark.parametrize("name", ["docker-compose.yml", "compose.cpu.yml"])
+@pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_each_compose_file_validates_against_the_compose_specification(name):
     assert errors_of(without_tags(load(name))) == []
 
 
-def test_the_merged_cpu_variant_validates_and_the_schema_does_catch_mistakes():
-    assert errors_of(CPU) == []
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_no_variable_is_silently_empty(name):
+    """Each `${VAR}` has a default or is required (`:?`) somewhere in its file: Compose then
+    refuses the whole file while it is unset, rather than run with an empty value."""
+    text = (ROOT / name).read_text()
+    found = [(match["name"], match["rule"]) for match in VARIABLE.finditer(text)]
+    required = {variable for variable, rule in found if rule and rule.endswith("?")}
+    plain = {variable for variable, rule in found if rule is None}
+    assert plain <= required, plain - required
+
+
+def test_the_merged_variants_validate_and_the_schema_does_catch_mistakes():
+    for variant in ("cpu", *MULTIHOST):
+        assert errors_of(EVERY[variant]) == [], variant
     broken = copy.deepcopy(BASE)
     broken["services"]["api"]["depends_on"]["migrate"]["condition"] = "service_finished"
     broken["services"]["ray-head"]["healthcheck"]["intervall"] = "10s"
@@ -165,7 +186,7 @@ def test_the_merged_cpu_variant_validates_and_the_schema_does_catch_mistakes():
     assert "service_finished" in errors and "intervall" in errors
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 def test_every_command_is_one_the_nas_and_ray_command_lines_accept(variant):
     checked = []
     for name, service in services(variant).items():
@@ -176,6 +197,9 @@ def test_every_command_is_one_the_nas_and_ray_command_lines_accept(variant):
         healthcheck = service.get("healthcheck", {}).get("test", [])
         if healthcheck[1:2] == ["ray"]:
             checked.append(check_program(healthcheck[1:]).info_name)
+    if variant == "node":
+        assert checked == ["ray start"]
+        return
     assert {"nas db upgrade", "nas serve", "ray start", "ray health-check"} <= set(checked)
     serve = check_program(command_lines(services(variant)["api"]["command"])[-1])
     assert serve.params["host"] == "0.0.0.0" and serve.params["migrate"] is False
@@ -193,7 +217,7 @@ def test_the_image_runs_the_api_by_default_in_exec_form():
 
 
 def test_commands_and_healthchecks_are_exec_form_and_shell_steps_exec_the_server():
-    for variant in VARIANTS:
+    for variant in EVERY:
         for name, service in services(variant).items():
             if "command" in service:
                 assert isinstance(service["command"], list), name
@@ -221,7 +245,7 @@ def test_every_variable_set_is_one_the_code_reads():
     ray_source = Path(ray.__file__).parent
     ray_variables = {name for path in ray_source.rglob("*.py")
                      for name in re.findall(r"RAY_[A-Z_]+", path.read_text(errors="ignore"))}
-    for variant in VARIANTS:
+    for variant in EVERY:
         for name, service in services(variant).items():
             if name == "postgres":
                 continue
@@ -334,11 +358,13 @@ def test_gpu_workers_pin_their_gpu_and_the_cpu_variant_reserves_none():
 
 
 def test_stop_grace_periods_leave_time_to_checkpoint():
-    for variant in VARIANTS:
+    for variant in EVERY:
         defined = services(variant)
         for name in RAY_NODES:
-            assert seconds(defined[name]["stop_grace_period"]) >= 60, name
-        assert seconds(defined["api"]["stop_grace_period"]) >= 30
+            if name in defined:
+                assert seconds(defined[name]["stop_grace_period"]) >= 60, name
+        if "api" in defined:
+            assert seconds(defined["api"]["stop_grace_period"]) >= 30
 
 
 def test_the_image_build_installs_every_file_the_packages_need(tmp_path):
@@ -368,3 +394,81 @@ def test_the_image_build_installs_every_file_the_packages_need(tmp_path):
                              text=True, check=True).stdout.split()
     missing = [path for path in tracked if path not in members]
     assert missing == []
+
+
+def private_ip(variant: str) -> str:
+    """`${NAS_PRIVATE_IP...}` as the multihost override spells it where it requires it."""
+    url = environment(services(variant)["api"])["NAS_DATABASE_URL"]
+    return re.search(r"@(\$\{NAS_PRIVATE_IP[^}]*\}):5432/", url)[1]
+
+
+def option(argv: list[str], name: str) -> str | None:
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"--{name}=")]
+    return values[-1] if values else None
+
+
+def variable_name(value: str) -> str:
+    return VARIABLE.match(value)["name"]
+
+
+@pytest.mark.parametrize("variant", MULTIHOST)
+def test_the_multihost_override_puts_every_address_on_the_private_network(variant):
+    """On the head host every service uses the host's network; every address a node on
+    another host needs (the GCS, PostgreSQL, each node's own) is NAS_PRIVATE_IP, never
+    127.0.0.1 or a compose service name, which other hosts cannot resolve."""
+    defined = services(variant)
+    assert {service.get("network_mode") for service in defined.values()} == {"host"}
+    assert [name for name, service in defined.items() if service.get("ports")] == []
+    address = private_ip(variant)
+    assert variable_name(address) == "NAS_PRIVATE_IP"
+    head = defined["ray-head"]["command"]
+    gcs = f"{option(head, 'port')}"
+    agent_ports = {}
+    for name in ("api", *RAY_NODES):
+        env = environment(defined[name])
+        url = env["NAS_DATABASE_URL"]
+        assert variable_name(url.split("@", 1)[1]) == "NAS_PRIVATE_IP", (name, url)
+        assert url.endswith(":5432/nas"), url
+        ray_start = next(argv for argv in command_lines(defined[name]["command"])
+                         if argv[:2] == ["ray", "start"])
+        assert variable_name(option(ray_start, "node-ip-address")) == "NAS_PRIVATE_IP", name
+        if name != "ray-head":
+            joined = option(ray_start, "address")
+            assert variable_name(joined) == "NAS_PRIVATE_IP" and joined.endswith(f":{gcs}"), name
+        agent_ports[name] = option(ray_start, "dashboard-agent-listen-port")
+    # three Ray nodes share the host's network: each its own dashboard agent port
+    assert None not in agent_ports.values() and len(set(agent_ports.values())) == 3, agent_ports
+    ray_address = environment(defined["api"])["NAS_RAY_ADDRESS"]
+    assert variable_name(ray_address) == "NAS_PRIVATE_IP" and ray_address.endswith(f":{gcs}")
+    health = defined["ray-head"]["healthcheck"]["test"]
+    assert variable_name(health[-1]) == "NAS_PRIVATE_IP" and health[-1].endswith(f":{gcs}")
+    postgres = defined["postgres"]["command"]
+    listen = next(arg for arg in postgres if arg.startswith("listen_addresses="))
+    assert listen.split("=", 1)[1].split(",")[0] == "127.0.0.1"
+    assert variable_name(listen.split(",", 1)[1]) == "NAS_PRIVATE_IP"  # never "*"
+    assert environment(defined["api"])["NAS_API_TOKEN"] == environment(
+        services("gpu")["api"])["NAS_API_TOKEN"]
+
+
+def test_the_node_on_another_host_joins_the_head_as_the_head_host_publishes_it():
+    [(name, node)] = services("node").items()
+    assert name == "ray-worker" and node["network_mode"] == "host" and "ports" not in node
+    assert node["image"] == services("gpu")["ray-worker"]["image"]  # the same build
+    argv = node["command"]
+    assert argv[:2] == ["ray", "start"] and "--block" in argv
+    head_port = option(services("gpu")["ray-head"]["command"], "port")
+    joined = option(argv, "address")
+    assert variable_name(joined) == "NAS_HEAD_IP" and joined.endswith(f":{head_port}")
+    assert variable_name(option(argv, "node-ip-address")) == "NAS_NODE_IP"
+    env = environment(node)
+    base_env = environment(services("gpu")["ray-worker"])
+    assert REQUIRED.match(env["RAY_AUTH_TOKEN"])["name"] == "RAY_AUTH_TOKEN"
+    shared = ("RAY_AUTH_MODE", "NAS_HOME", "NAS_DATA_DIR")
+    assert {key: env[key] for key in shared} == {key: base_env[key] for key in shared}
+    user, rest = env["NAS_DATABASE_URL"].split("@", 1)
+    assert user == base_env["NAS_DATABASE_URL"].split("@", 1)[0]
+    assert variable_name(rest) == "NAS_HEAD_IP" and rest.endswith(":5432/nas")
+    mounts = dict(reversed(volume.rsplit(":", 1)) for volume in node["volumes"])
+    assert variable_name(mounts[env["NAS_HOME"]]) == "NAS_SHARED_HOME"
+    [devices] = node["deploy"]["resources"]["reservations"]["devices"]
+    assert devices["count"] == "all" and devices["capabilities"] == ["gpu"]

@@ -1,13 +1,18 @@
 """The ENAS evaluator in the search loop: shared-weight scoring, derivation, exact resume."""
 
+import io
+from collections import Counter
+
 import pytest
 import torch
 
 from nas.config import parse_config
 from nas.enas import EnasEvaluator, batch_statistics
 from nas.evaluators import StandaloneEvaluator
-from nas.search import best_architectures, create_search, open_dataset, run_search
+from nas.search import create_search, open_dataset, run_search
 from nas.store import ArchitectureState, SearchStatus
+from searchspace.complexity import count_flops, count_parameters
+from searchspace.network import CellNetwork
 from searchspace.spaces import ENAS_OPS
 
 
@@ -32,9 +37,17 @@ def test_enas_search_records_candidates_and_derived_cells(store):
     assert len(candidates) == 16 and len(derived) == 2
     assert {a.evaluator for a in candidates + derived} == {"enas"}
     assert {a.state for a in candidates + derived} == {ArchitectureState.COMPLETE}
-    assert all(0 <= a.reward <= 1 and a.params > 0 for a in candidates)
-    assert all(a.flops > 0 and 1 <= a.metrics["derived_from"] <= 6 for a in derived)
-    assert best_architectures(store, record.id)[0].role == "derived"
+    assert all(0 <= a.reward <= 1 for a in candidates)
+    # a candidate's size is its standalone network's, in the supernet's layout (3 x 16 x 16)
+    for row in candidates[:3] + derived:
+        network = CellNetwork(row.genotype, num_classes=4, cells=1, channels=4,
+                              reduce_inputs=True)
+        assert row.params == count_parameters(network)
+    assert all(row.flops == count_flops(CellNetwork(row.genotype, num_classes=4, cells=1,
+                                                    channels=4, reduce_inputs=True), (3, 16, 16))
+               for row in derived)
+    assert all(a.flops > 0 and 1 <= a.metrics.derived_from <= 6 for a in derived)
+    assert store.ranked_architectures(record.id)[0].role == "derived"
     assert store.latest_checkpoint(record.id) is not None
 
 
@@ -51,7 +64,7 @@ def test_enas_resume_after_a_crash_continues_exactly(store):
     crashed = create_search(store, config)
     with pytest.raises(RuntimeError, match="killed"):
         run_search(store, crashed.id,
-                   evaluator=Crash(config, open_dataset(config), controller_sampling=True))
+                   evaluator=Crash(config, open_dataset(config)))
     assert store.latest_checkpoint(crashed.id).step == 4
     run_search(store, crashed.id)
 
@@ -64,8 +77,8 @@ def test_enas_resume_after_a_crash_continues_exactly(store):
 
 def test_scoring_leaves_batch_norm_running_statistics_alone():
     config = _config()
-    evaluator = EnasEvaluator(config, open_dataset(config), controller_sampling=False)
-    evaluator.train_epoch(sample=None)
+    evaluator = EnasEvaluator(config, open_dataset(config))
+    evaluator.train_epoch(None, uniform=True)
     before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
     genotype = config.space.build().sample(__import__("random").Random(0))
     evaluator.accuracies([genotype], [evaluator.valid_batches])
@@ -89,7 +102,7 @@ def test_controller_reward_rises_over_a_short_search_on_digits(store):
     record = run_search(store, create_search(store, config).id)
     by_epoch = {}
     for row in store.architectures(record.id, role="candidate"):
-        by_epoch.setdefault(row.metrics["supernet_epochs"], []).append(row.reward)
+        by_epoch.setdefault(row.metrics.supernet_epochs, []).append(row.reward)
     first, last = by_epoch[min(by_epoch)], by_epoch[max(by_epoch)]
     assert len(by_epoch) == 8 and len(first) == len(last) == 20
     assert sum(last) / len(last) > sum(first) / len(first) + 0.1
@@ -113,11 +126,87 @@ def test_retrained_derived_cell_keeps_weights_that_export_uses(store, tmp_path, 
         "derive_samples": 6, "derive_top": 2, "retrain_top": 1, "epochs": 1,
     })
     record = run_search(store, create_search(store, config).id)
-    first, second = best_architectures(store, record.id)
-    retrained = first.metrics["retrained"]
-    assert retrained["state"] == "COMPLETE" and 0 <= retrained["accuracy"] <= 1
-    assert retrained["train_seconds"] > 0 and first.train_seconds == retrained["train_seconds"]
-    assert "retrained" not in second.metrics and "weights" not in second.metrics
-    state = torch.load(first.metrics["weights"], weights_only=True)
+    first, second = store.ranked_architectures(record.id)
+    retrained = first.metrics.retrained
+    assert first.retrained and not second.retrained
+    assert retrained.state == "COMPLETE" and 0 <= retrained.accuracy <= 1
+    assert retrained.train_seconds > 0 and first.train_seconds == retrained.train_seconds
+    assert second.metrics.retrained is None and second.weights_path is None
+    state = torch.load(first.weights_path, weights_only=True)
     network = StandaloneEvaluator(config, open_dataset(config)).build(first.genotype)
     network.load_state_dict(state)  # the layout `nas export best` builds
+
+
+def test_a_strict_params_target_moves_the_search_towards_smaller_cells(store):
+    """reward = accuracy * (params / target) ** weight on candidates and derived cells alike;
+    under a strict target the controller samples smaller cells as it learns and the derived
+    cells (ranked by that reward) are smaller than those of the same search without one."""
+    evaluator = {"name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
+                 "derive_samples": 12, "derive_top": 3}
+    searches = {}
+    for name, objective in (("plain", {}), ("strict", {"params_target": 200,
+                                                       "params_weight": -1.0})):
+        config = _config(evaluator=evaluator, objective=objective,
+                         budget={"architectures": 48}, samples_per_step=4)
+        searches[name] = run_search(store, create_search(store, config).id).id
+    for architecture in store.architectures(searches["strict"]):
+        assert architecture.reward == pytest.approx(
+            architecture.accuracy * (architecture.params / 200) ** -1.0)
+    derived = store.architectures(searches["strict"], role="derived")
+    assert [row.reward for row in derived] == sorted((row.reward for row in derived),
+                                                      reverse=True)
+
+    def mean_params(name, role, skip=0):
+        rows = store.architectures(searches[name], role=role, order="step")[skip:]
+        return sum(row.params for row in rows) / len(rows)
+
+    assert mean_params("strict", "derived") < 0.8 * mean_params("plain", "derived")
+    assert mean_params("strict", "candidate", skip=24) < mean_params("plain", "candidate", 24)
+
+
+def test_a_multiply_adds_target_is_counted_on_every_candidate(store):
+    record = run_search(store, create_search(store, _config(
+        objective={"multiply_adds_target": 10_000, "multiply_adds_weight": -0.5},
+        budget={"architectures": 4})).id)
+    for architecture in store.architectures(record.id):
+        assert architecture.flops > 0
+        assert architecture.reward == pytest.approx(
+            architecture.accuracy * (architecture.flops / 10_000) ** -0.5)
+
+
+def test_a_tpe_enas_search_leaves_no_trial_running(store):
+    """Every ask is told or abandoned: derivation tells its scores and abandons what the time
+    left no room for; with `training_paths: strategy` each minibatch's path is abandoned."""
+    from nas.strategies.tpe import TPE
+
+    for paths in ("uniform", "strategy"):
+        config = _config(strategy={"name": "tpe", "n_startup_trials": 2},
+                         evaluator={"name": "enas", "batch_size": 32, "steps_per_epoch": 2,
+                                    "warmup_epochs": 0, "derive_samples": 6, "derive_top": 2,
+                                    "training_paths": paths},
+                         budget={"architectures": 4})
+        record = run_search(store, create_search(store, config).id)
+        payload = torch.load(io.BytesIO(store.latest_checkpoint(record.id).payload),
+                             weights_only=True)
+        tpe = TPE(config.space.build(), seed=config.seed, **config.strategy.options)
+        tpe.load_state_dict(payload["strategy"])
+        states = Counter(trial.state.name for trial in tpe.study.get_trials(deepcopy=False))
+        assert "RUNNING" not in states, (paths, states)
+        assert states["COMPLETE"] >= 4 + 1  # the candidates and at least one derived
+        if paths == "strategy":
+            assert states["FAIL"] > 0  # the training paths, abandoned
+
+
+def test_the_evaluators_know_no_strategy_by_name():
+    import inspect
+
+    import nas.enas
+    import nas.evaluators
+    from nas.strategies import STRATEGIES
+
+    for module in (nas.enas, nas.evaluators):
+        source = inspect.getsource(module)
+        named = [name for name in STRATEGIES if f'"{name}"' in source or f"'{name}'" in source]
+        if "strategy.name" in source:
+            named.append("strategy.name")
+        assert not named, f"{module.__name__} names strategies: {named}"

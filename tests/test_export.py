@@ -2,6 +2,7 @@
 and gives the in-project network's outputs; TorchScript (and ONNX when installed) match too."""
 
 import importlib.util
+import inspect
 import json
 import os
 import random
@@ -15,9 +16,10 @@ import torch
 
 from nas.export import ExportError, ExportSpec, export, python_source
 from nas.store import ArchitectureState, SearchStatus, Store
+from searchspace import network as network_module
 from searchspace.genotype import Genotype
 from searchspace.network import CellNetwork
-from searchspace.ops import OPS
+from searchspace.ops import OPS, FactorizedReduce, ReLUConvBN, SeparableConv
 from searchspace.references import ENAS_MICRO, NASNET_A
 from searchspace.spaces import SearchSpace
 
@@ -63,11 +65,12 @@ CASES = [
 
 
 def _standalone_python(cwd: Path, code: str) -> subprocess.CompletedProcess:
-    """Python where torch imports but our packages do not: no site processing (so no editable
-    install hook), site-packages on a clean PYTHONPATH, run from a temp folder."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": SITE_PACKAGES,
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-S", "-c", code], cwd=cwd, env=env,
+    """A fresh isolated Python (`-I`: no PYTHON* variables, no user site, not even the script's
+    folder on the path) where torch imports but our packages do not: no site processing either
+    (`-S`, so no editable-install hook), only site-packages put on the path, run elsewhere."""
+    env = {"PATH": os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1"}
+    code = f"import sys\nsys.path.append({SITE_PACKAGES!r})\n{code}"
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -139,7 +142,12 @@ def test_module_holds_only_the_ops_used_and_reads_like_code():
     source = python_source(ExportSpec(NASNET_A, cells=1, channels=8, title="a long title " * 9))
     compile(source, "model.py", "exec")
     assert "searchspace" not in source and "from nas" not in source
-    assert "class SeparableConv(" in source and "class FactorizedReduce(" in source
+    # the ops, the stem and the stage plan are the project's own definitions, copied
+    for definition in (SeparableConv, FactorizedReduce, ReLUConvBN, network_module.cifar_stem,
+                       network_module.stage_plan):
+        assert inspect.getsource(definition).strip() in source
+    assert "\ndef sep_conv_7x7(channels: int, stride: int)" in source
+    assert "@register_op" not in source and "OPS" not in source
     for unused in ("InvertedResidual", "InceptionBranches", "FactorizedConv", "SqueezeExcitation"):
         assert unused not in source
     # the wiring is explicit code, one line per block, and the loose ends named
@@ -200,12 +208,6 @@ def test_weights_that_do_not_fit_are_one_clear_error(tmp_path):
 
 
 # --- the command ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def env(tmp_path):
-    return {**os.environ, "NAS_HOME": str(tmp_path / "home"), "NAS_THREADS": "1",
-            "NAS_DATABASE_URL": ""}
 
 
 def nas(env, *args):

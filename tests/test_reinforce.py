@@ -1,5 +1,6 @@
 """The REINFORCE controller: valid samples, exact resume, learning on a known optimum."""
 
+import math
 import statistics
 
 import pytest
@@ -51,13 +52,16 @@ def test_seeded_sampling_does_not_touch_the_global_rng():
     assert Reinforce(SPACE, seed=4).ask(4) != first
 
 
-def test_state_dict_resumes_exactly():
+@pytest.mark.parametrize("options", [
+    {}, {"input_heads": "shared", "op_heads": "shared", "lstm_layers": 2},
+], ids=["defaults", "enas-heads"])
+def test_state_dict_resumes_exactly(options):
     objective = TokenMatchObjective(SPACE, seed=1)
-    original = Reinforce(SPACE, seed=0)
+    original = Reinforce(SPACE, seed=0, **options)
     for _ in range(3):
         genotypes = original.ask(5)
         original.tell(genotypes, [objective(g) for g in genotypes])
-    restored = Reinforce(SPACE, seed=99)
+    restored = Reinforce(SPACE, seed=99, **options)
     restored.load_state_dict(original.state_dict())
     for _ in range(2):
         expected, got = original.ask(5), restored.ask(5)
@@ -66,6 +70,31 @@ def test_state_dict_resumes_exactly():
         original.tell(expected, rewards)
         restored.tell(got, rewards)
     assert original.baseline == restored.baseline
+    assert original.reward_variance == restored.reward_variance
+
+
+def test_logit_clamp_bounds_the_policy():
+    """2.5 * tanh(logits / 5): no op is ever more than e^5 times likelier than another."""
+    strategy = Reinforce(SPACE, seed=0, lr=0.5)
+    genotypes = strategy.ask(4)
+    for _ in range(30):
+        strategy.tell(genotypes, [1.0, 0.0, 0.0, 0.0])
+    with torch.no_grad():
+        logits = strategy.controller.op_scores(torch.full((1, 64), 50.0), 0)
+    assert float(logits.max() - logits.min()) <= 5.0 + 1e-5
+    # the least likely token of a decision with k choices has probability >= 1 / (1 + (k-1) e^5)
+    floor = sum(math.log(1 + (d.choices - 1) * math.exp(5)) for d in SPACE.decisions())
+    assert (strategy.log_probability(genotypes) >= -floor).all()
+
+
+def test_op_prior_shifts_the_op_logits_and_names_only_known_ops():
+    plain = Reinforce(SPACE, seed=0)
+    biased = Reinforce(SPACE, seed=0, op_prior={"identity": -2.0})
+    output = torch.zeros(1, 64)
+    difference = biased.controller.op_scores(output, 0) - plain.controller.op_scores(output, 0)
+    assert difference.tolist() == [[-2.0 if op == "identity" else 0.0 for op in SPACE.ops]]
+    with pytest.raises(ValueError, match="conv_9x9"):
+        Reinforce(SPACE, op_prior={"conv_9x9": 1.0})
 
 
 def test_tell_moves_probability_towards_rewarded_genotypes():
@@ -92,20 +121,15 @@ def test_bad_tell_and_ask_are_rejected():
         strategy.load_state_dict(create("random", SPACE).state_dict())
 
 
-def test_reinforce_and_evolution_beat_random_on_a_known_optimum():
-    """Reward = share of decisions equal to a hidden target (optimum 1.0), 400 samples, 3 seeds.
-
-    The ENAS tanh cap (tanh_constant 1.1) keeps the policy exploratory by design and stops it
-    from concentrating, so this learning test lifts it.
-    """
+def test_reinforce_matches_evolution_and_beats_random_on_hidden_targets():
+    """Reward = share of decisions equal to a hidden target (optimum 1.0), 400 samples in
+    batches of 10, 3 targets, every strategy with its defaults."""
     best = {name: [] for name in ("reinforce", "evolution", "random")}
     for seed in range(3):
         objective = TokenMatchObjective(SPACE, seed=100 + seed)
-        options = {"reinforce": {"tanh_constant": None}, "evolution": {}, "random": {}}
         for name in best:
-            strategy = create(name, SPACE, seed=seed, **options[name])
-            best[name].append(_best_after(strategy, objective, 400))
+            best[name].append(_best_after(create(name, SPACE, seed=seed), objective, 400))
     mean = {name: statistics.mean(values) for name, values in best.items()}
-    assert mean["reinforce"] >= 0.75 and mean["evolution"] >= 0.8
-    assert mean["reinforce"] > mean["random"] + 0.1
+    assert mean["reinforce"] >= 0.85 and mean["evolution"] >= 0.8
+    assert mean["reinforce"] >= mean["evolution"]
     assert mean["evolution"] > mean["random"] + 0.1

@@ -73,3 +73,26 @@ def test_an_unreachable_server_is_one_line():
     result = nas(url, "searches")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "cannot reach the server" in lines[0]
+
+
+@pytest.mark.slow
+def test_baselines_through_the_api_train_on_the_server_and_show(server):
+    import time
+
+    search_id = json.loads(nas(server.url, "search", "--evaluator", "synthetic",
+                               "--budget-architectures", "4", "--json").stdout)["search_id"]
+
+    queued = nas(server.url, "baselines", "--search", search_id, "--arch", "lenet5", "--json")
+    refused = nas(server.url, "baselines", "--search", search_id, token="wrong")
+
+    assert queued.returncode == 0, queued.stderr
+    (row,) = json.loads(queued.stdout)["baselines"]
+    assert row["name"] == "lenet5" and row["state"] == "WAITING"
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        (shown,) = json.loads(nas(server.url, "show", search_id, "--json").stdout)["zoo"]
+        if shown["state"] not in ("WAITING", "RUNNING"):
+            break
+        time.sleep(2)
+    assert shown["name"] == "lenet5" and shown["state"] == "COMPLETE", shown

@@ -7,6 +7,7 @@ from nas.config import ConfigError, SearchConfig, load_config, parse_config
 from nas.evaluators import Evaluator, SyntheticEvaluator
 from nas.search import create_search, run_search
 from nas.store import ArchitectureState, SearchStatus
+from searchspace.complexity import count_flops, count_parameters
 from searchspace.network import CellNetwork
 
 
@@ -154,10 +155,57 @@ def test_standalone_search_trains_candidates_on_real_data(store, tmp_path, monke
     assert record.status is SearchStatus.FINISHED and len(rows) == 2
     for row in rows:
         assert row.state is ArchitectureState.COMPLETE
-        assert 0 <= row.accuracy <= 1 and row.params > 0 and row.flops > 0
+        assert 0 <= row.accuracy <= 1
         assert row.latency_ms > 0 and row.train_seconds > 0
         assert row.reward == pytest.approx(row.accuracy * (row.params / 20000) ** -0.07)
-        assert len(row.metrics["history"]) == 1
-        weights = torch.load(row.metrics["weights"], weights_only=True)  # kept for export
+        assert len(row.metrics.history) == 1
+        weights = torch.load(row.weights_path, weights_only=True)  # kept for export
         network = CellNetwork(row.genotype, num_classes=4, cells=1, channels=4)
         network.load_state_dict(weights)
+        # the recorded size is this network's (synthetic data: 3 x 16 x 16 images)
+        assert row.params == count_parameters(network)
+        assert row.flops == count_flops(network, (3, 16, 16))
+
+
+def test_validating_a_config_builds_no_strategy():
+    """Validation has no side effects: building TPE would set Optuna's log level, REINFORCE's
+    would build its LSTM."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.DEBUG)
+    try:
+        parse_config({"strategy": {"name": "tpe", "n_startup_trials": 3}})
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with pytest.raises(ConfigError, match="n_startup_trials"):
+        parse_config({"strategy": {"name": "tpe", "n_startup_trials": -1}})
+
+
+def test_a_search_loads_its_dataset_once(store, monkeypatch):
+    """Queuing checks the dataset without loading it; the run loads it once."""
+    import nas.data
+    import nas.search
+
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return nas.data.load_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(nas.search, "load_dataset", counted)
+    config = parse_config({
+        "strategy": {"name": "random"}, "evaluator": {"name": "standalone", "epochs": 1},
+        "dataset": {"name": "synthetic", "limit": 32}, "network": {"cells": 1, "channels": 4},
+        "space": {"blocks": 1}, "budget": {"architectures": 1}, "samples_per_step": 1,
+    })
+    record = run_search(store, create_search(store, config).id)
+    assert record.status is SearchStatus.FINISHED and len(loads) == 1
+
+
+def test_queuing_refuses_a_missing_dataset_folder(store, tmp_path):
+    config = parse_config({"evaluator": {"name": "standalone"}, "budget": {"architectures": 1},
+                           "dataset": {"name": "cifar10", "path": str(tmp_path / "none")}})
+    with pytest.raises(Exception, match="does not exist"):
+        create_search(store, config)
+    assert store.list_searches() == []

@@ -4,6 +4,7 @@ NAS_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from nas.store import ArchitectureState, SearchStatus, Store
 
@@ -219,3 +221,30 @@ def test_a_bad_database_is_one_line_naming_it(env, tmp_path, url, expected, hidd
         if url.startswith("sqlite"):
             assert str(tmp_path / "corrupt.db") in line
             assert path.read_bytes() == before  # nothing written into it
+
+
+def test_a_controller_checkpoint_of_an_older_release_is_refused_in_one_line(env, tmp_path):
+    """A REINFORCE state written before the controller changed (no "format" key) is not loaded
+    into the new controller: `nas resume` says why, the search stays interrupted, rows kept."""
+    config = tmp_path / "search.yaml"
+    config.write_text(CONFIG.replace("{name: random}", "{name: reinforce}") % 0.3)
+    process = start(env, "search", "-c", str(config))
+    search_id = wait_for(lambda: (lambda r: r[0].id if r and len(rows(env, r[0].id)) >= 4
+                                  else None)(Store(env["NAS_DATABASE_URL"]).list_searches()),
+                         what="four rows")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    with Store(env["NAS_DATABASE_URL"]) as store:
+        checkpoint = store.latest_checkpoint(search_id)
+        payload = torch.load(io.BytesIO(checkpoint.payload), weights_only=True)
+        assert payload["strategy"].pop("format") == 2
+        older = io.BytesIO()
+        torch.save(payload, older)
+        store.save_checkpoint(search_id, checkpoint.step, older.getvalue())
+    kept = len(rows(env, search_id))
+    resumed = nas(env, "resume", search_id)
+    assert resumed.returncode == 2
+    assert "checkpointed in format 1 (an older release)" in one_line(resumed.stderr)
+    after = record(env, search_id)
+    assert after.status is SearchStatus.INTERRUPTED and after.owner is None
+    assert "format 1" in after.error and len(rows(env, search_id)) == kept

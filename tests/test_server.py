@@ -153,6 +153,22 @@ def test_cancel_delete_and_resume_follow_the_lifecycle(client, tmp_path):
     assert not weights.exists()  # its files go with it
 
 
+def test_a_search_resumed_at_once_after_its_cancel_is_not_stopped_by_that_cancel(client):
+    """The cancelled run may still be winding down when the resume is admitted: the new run
+    waits for it, and the cancel's hard stop never reaches the new run."""
+    search_id = launch(client, synthetic(architectures=120, seconds=0.05))
+    wait_for(client, search_id, ("running",))
+    assert client.post(f"/api/v1/searches/{search_id}/cancel", headers=AUTH).status_code == 200
+    assert client.post(f"/api/v1/searches/{search_id}/resume",
+                       headers=AUTH).json()["status"] == "queued"
+    body = wait_for(client, search_id, ("finished", "interrupted", "failed", "cancelled"),
+                    timeout=180)
+    assert (body["status"], body["architectures"]) == ("finished", 120)
+    rows = client.get(f"/api/v1/searches/{search_id}/architectures",
+                      params={"limit": 1000, "sort": "step"}).json()["items"]
+    assert len(rows) == 120 and {row["state"] for row in rows} == {"COMPLETE"}
+
+
 def test_searches_beyond_the_cap_wait_their_turn(client):
     ids = [launch(client, synthetic(name=f"s{index}", architectures=6, seconds=0.2))
            for index in range(3)]
@@ -258,7 +274,7 @@ def test_a_failed_candidates_log_has_its_error_and_traceback(client):
                       reduction=((0, "identity", 1, "identity"),))
     config = parse_config({"evaluator": {"name": "standalone", "epochs": 1}})
     failed = StandaloneEvaluator(config, load_dataset("digits", limit=100)).evaluate_one(broken)
-    assert failed.state == "FAIL" and "Traceback" in failed.metrics["traceback"]
+    assert failed.state == "FAIL" and "Traceback" in failed.metrics.traceback
     store = client.app.state.store
     record = create_search(store, parse_config(synthetic()))
     [architecture_id] = store.add_architectures(record.id, 0, [broken], "standalone")

@@ -2,6 +2,7 @@
 httpx: an ENAS search on digits followed by SSE to its end, its architectures paged, the `.py`
 export run in a fresh interpreter; the server killed and started again while a search runs."""
 
+import http.client
 import json
 import os
 import subprocess
@@ -131,3 +132,32 @@ def test_no_migrate_needs_a_database_upgraded_by_nas_db_upgrade(tmp_path):
         assert httpx.get(f"{server.url}/api/v1/searches").json()["items"] == []
     finally:
         server.stop()
+
+
+def test_an_idle_connection_stays_open_longer_than_clients_keep_theirs(server):
+    """Clients and proxies keep idle connections for a while to reuse them (httpx 5 s, nginx
+    and cloud load balancers 60 s). The server must keep them longer, or a request sent just as
+    it closes one fails (uvicorn's default, 5 s: ReadError in bench/load.py, a proxy's 502)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        statuses = []
+        for wait in (0, 6):  # the second request after 6 s idle, on the same connection
+            time.sleep(wait)
+            connection.request("GET", "/healthz")
+            if wait == 0:
+                opened = connection.sock
+            response = connection.getresponse()  # RemoteDisconnected if it was closed
+            statuses.append(response.status)
+            response.read()
+        assert statuses == [200, 200] and connection.sock is opened
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("value", ["0", "3601", "soon"])
+def test_a_bad_keep_alive_is_refused_naming_the_option(tmp_path, value):
+    env = {**os.environ, "NAS_HOME": str(tmp_path), "NAS_DATABASE_URL": ""}
+    result = subprocess.run([*NAS, "serve", "--port", str(free_port()), "--keep-alive", value],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--keep-alive" in result.stderr, result.stderr
+    assert not (tmp_path / "nas.db").exists()  # refused before anything was opened

@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, func, inspect, select, table
 
 from nas.store import (
+    ArchitectureRole,
     ArchitectureState,
     InvalidTransition,
     SearchStatus,
@@ -95,7 +96,7 @@ def test_migrations_create_schema_and_reopening_is_a_no_op(url: str) -> None:
     engine = create_engine(url)
     with engine.connect() as connection:
         assert TABLES | {"alembic_version"} <= set(inspect(connection).get_table_names())
-        assert MigrationContext.configure(connection).get_current_revision() == head == "0003"
+        assert MigrationContext.configure(connection).get_current_revision() == head == "0004"
     with Store(url) as store:
         assert store.get_search(search.id) == search
     with engine.connect() as connection:
@@ -222,7 +223,7 @@ def test_unknown_ids_raise_lookup_errors_with_the_id(store: Store) -> None:
         lambda: store.delete_search("xyz"),
         lambda: store.add_architectures("xyz", 0, [genotype(0)], "enas"),
         lambda: store.architectures("xyz"),
-        lambda: store.best_architecture("xyz"),
+        lambda: store.ranked_architectures("xyz"),
         lambda: store.count_architectures("xyz"),
         lambda: store.delete_architectures_after("xyz", 0),
         lambda: store.add_event("xyz", "log", "hello"),
@@ -260,7 +261,7 @@ def test_add_start_finish_architectures(store: Store, search_id: str) -> None:
     )
     assert store.get_architecture(ids[0]) == done
     assert (done.reward, done.accuracy, done.params, done.flops) == (0.6, 0.61, 120_000, 3 * 10**9)
-    assert (done.latency_ms, done.train_seconds, done.metrics) == (1.5, 12.0, metrics)
+    assert (done.latency_ms, done.train_seconds, done.metrics.to_json()) == (1.5, 12.0, metrics)
     assert done.finished_at.tzinfo is UTC and done.finished_at >= done.created_at
     pruned = store.finish_architecture(ids[1], state=PRUNED, reward=0.1)  # straight from WAITING
     assert pruned.state is PRUNED
@@ -306,32 +307,44 @@ def test_order_by_reward_puts_best_first_and_missing_rewards_last(
         store.architectures(search_id, order="params")  # type: ignore[arg-type]
 
 
-def test_best_architecture_by_rank_and_role(store: Store, search_id: str) -> None:
-    ids = store.add_architectures(search_id, 0, [genotype(i) for i in range(4)], "enas")
+def test_ranking_complete_by_reward_derived_first_other_roles_apart(store: Store,
+                                                                   search_id: str) -> None:
+    ids = store.add_architectures(search_id, 0, [genotype(i) for i in range(5)], "enas")
     store.finish_architecture(ids[0], state=COMPLETE, reward=0.5)
     store.finish_architecture(ids[1], state=COMPLETE, reward=0.8)
-    store.finish_architecture(ids[2], state=PRUNED, reward=0.99)  # not a candidate for best
-    store.finish_architecture(ids[3], state=COMPLETE, reward=0.7)
-    assert [store.best_architecture(search_id, rank).id for rank in (1, 2, 3)] == [
-        ids[1], ids[3], ids[0],
-    ]
+    store.finish_architecture(ids[2], state=PRUNED, reward=0.99)  # stopped early: not ranked
+    store.finish_architecture(ids[3], state=COMPLETE, reward=0.8)  # ties go to the earlier id
+    ranked = store.ranked_architectures(search_id)
+    assert [a.id for a in ranked] == [ids[1], ids[3], ids[0]]
+    assert [a.id for a in store.ranked_architectures(search_id, limit=2)] == [ids[1], ids[3]]
     assert store.get_search(search_id).best_reward == 0.8
-    for rank in (4, 0):
-        with pytest.raises(LookupError, match=rf"rank {rank} is out of range: .* has 3 COMPLETE"):
-            store.best_architecture(search_id, rank)
 
-    (retrained,) = store.add_architectures(
-        search_id, 1, [genotype(1)], "standalone", role="retrained", parent_id=ids[1]
+    (transferred,) = store.add_architectures(
+        search_id, 1, [genotype(1)], "transfer", role="transferred", parent_id=ids[1]
     )
-    assert store.get_architecture(retrained).parent_id == ids[1]
-    with pytest.raises(LookupError, match="has 0 COMPLETE architecture\\(s\\) with role"):
-        store.best_architecture(search_id, role="retrained")
-    store.finish_architecture(retrained, state=COMPLETE, reward=0.95)
-    assert store.best_architecture(search_id, role="retrained").id == retrained
-    assert store.best_architecture(search_id, role="candidate").id == ids[1]
-    assert [a.id for a in store.architectures(search_id, role="retrained")] == [retrained]
-    assert store.count_architectures(search_id, role="candidate") == 4
-    assert store.list_searches()[0].best_reward == 0.95
+    assert store.get_architecture(transferred).parent_id == ids[1]
+    assert store.get_architecture(transferred).role is ArchitectureRole.TRANSFERRED
+    assert store.ranked_architectures(search_id, role="transferred") == []
+    store.finish_architecture(transferred, state=COMPLETE, reward=0.95)
+    ranked_transferred = store.ranked_architectures(search_id, role="transferred")
+    assert [a.id for a in ranked_transferred] == [transferred]
+    # another role is ranked apart: the search's best stays its candidates' best
+    assert store.ranked_architectures(search_id)[0].id == ids[1]
+    assert store.list_searches()[0].best_reward == 0.8
+    # once derived cells are scored, they are what is ranked (and the search's best)
+    (derived,) = store.add_architectures(search_id, 2, [genotype(7)], "enas", role="derived")
+    assert store.ranked_architectures(search_id)[0].id == ids[1]  # not scored yet
+    store.finish_architecture(derived, state=COMPLETE, reward=0.6)
+    assert [a.id for a in store.ranked_architectures(search_id)] == [derived]
+    assert store.get_search(search_id).best_reward == 0.6
+    assert store.list_searches()[0].best_reward == 0.6
+    assert [a.id for a in store.architectures(search_id, role="transferred")] == [transferred]
+    assert store.count_architectures(search_id, role="candidate") == 5
+    for bad in ("retrained", "Candidate"):  # roles are the enum's values, nothing else
+        with pytest.raises(ValueError, match=f"'{bad}' is not a valid ArchitectureRole"):
+            store.add_architectures(search_id, 1, [genotype(1)], "enas", role=bad)
+        with pytest.raises(ValueError, match="not a valid ArchitectureRole"):
+            store.architectures(search_id, role=bad)
     with pytest.raises(UnknownArchitecture):
         store.add_architectures(search_id, 1, [genotype(1)], "standalone", parent_id=10**6)
 

@@ -92,9 +92,11 @@ def test_bad_options_raise(cls, options):
 
 
 @pytest.mark.parametrize(("cls", "options"), FAST, ids=FAST_IDS)
-def test_bad_calls_raise(cls, options):
+def test_bad_calls_raise_and_change_nothing(cls, options):
     strategy = cls(SPACE, seed=0, **options)
+    untouched = cls(SPACE, seed=0, **options)  # the same calls, without the failing ones
     genotypes = strategy.ask(2)
+    assert untouched.ask(2) == genotypes
     for n in (0, -1):
         with pytest.raises(ValueError, match="n >= 1"):
             strategy.ask(n)
@@ -108,7 +110,11 @@ def test_bad_calls_raise(cls, options):
         strategy.tell([outside], [0.5])
     with pytest.raises(ValueError, match="written by strategy"):
         strategy.load_state_dict({"strategy": "something-else"})
-    strategy.tell(genotypes, [0.1, 0.2])  # the failed calls changed nothing
+    # the failed calls changed nothing: told the same, both go on alike
+    objective = TokenMatchObjective(SPACE, seed=1)
+    strategy.tell(genotypes, [0.1, 0.2])
+    untouched.tell(genotypes, [0.1, 0.2])
+    assert run_rounds(strategy, objective, rounds=4) == run_rounds(untouched, objective, rounds=4)
 
 
 def test_random_search_is_uniform_sampling_of_the_space():
@@ -216,3 +222,42 @@ def test_evolution_finds_the_hidden_target_better_than_random():
 def test_tpe_beats_random_on_the_hidden_target():
     seeds = range(3)
     assert mean_best(TPE, 150, seeds) > mean_best(RandomSearch, 150, seeds) + 0.05
+
+
+def test_tpe_abandon_fails_the_trial_and_the_state_keeps_it():
+    tpe = TPE(SPACE, seed=0, n_startup_trials=2)
+    asked = tpe.ask(3)
+    tpe.tell(asked[:1], [0.5])
+    tpe.abandon(asked[1:])
+    states = [trial.state.name for trial in tpe.study.get_trials(deepcopy=False)]
+    assert states == ["COMPLETE", "FAIL", "FAIL"] and tpe.open_trial_count() == 0
+    tpe.abandon(asked[1:2])  # nothing open for it any more: nothing happens
+    restored = TPE(SPACE, seed=0, n_startup_trials=2)
+    restored.load_state_dict(tpe.state_dict())
+    assert [t.state.name for t in restored.study.get_trials(deepcopy=False)] == states
+    assert restored.ask(2) == tpe.ask(2)  # FAIL trials restored as FAIL: same proposals
+
+
+def test_tpe_loads_a_state_written_before_trials_had_a_state():
+    tpe = TPE(SPACE, seed=0, n_startup_trials=2)
+    asked = tpe.ask(2)
+    tpe.tell(asked[:1], [0.5])
+    old = {"strategy": "tpe", "trials": [{"params": trial["params"], "value": trial["value"]}
+                                         for trial in tpe.state_dict()["trials"]]}
+    restored = TPE(SPACE, seed=0, n_startup_trials=2)
+    restored.load_state_dict(old)
+    assert [t.state.name for t in restored.study.get_trials(deepcopy=False)] == [
+        "COMPLETE", "RUNNING"]
+    restored.tell(asked[1:], [0.25])  # the open trial is found again by its genotype
+    assert restored.open_trial_count() == 0
+
+
+@pytest.mark.parametrize("cls", [RandomSearch, RegularizedEvolution])
+def test_abandon_checks_the_genotypes_and_changes_nothing(cls):
+    strategy = cls(SPACE, seed=0)
+    asked = strategy.ask(2)
+    before = json.dumps(strategy.state_dict())
+    strategy.abandon(asked)
+    assert json.dumps(strategy.state_dict()) == before
+    with pytest.raises(ValueError):
+        strategy.abandon([NORMAL_ONLY.sample(random.Random(0))])  # not of this space

@@ -67,7 +67,7 @@ def test_a_node_killed_mid_search_loses_no_candidate(two_nodes, store, tmp_path,
     for row in rows:
         if row.state is ArchitectureState.FAIL:
             assert row.error
-    retried = sum(row.metrics.get("worker_failures", 0) for row in rows if row.metrics)
+    retried = sum(row.metrics.worker_failures or 0 for row in rows if row.metrics)
     failed = sum(row.state is ArchitectureState.FAIL for row in rows)
     # the trials killed with the node were retried (and may have completed) or failed
     assert running >= 1 and retried + failed >= 1, [(row.state, row.error) for row in rows]

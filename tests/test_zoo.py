@@ -21,7 +21,10 @@ def test_every_family_is_registered_and_listed_sorted() -> None:
     expected = {
         "lenet5", "alexnet", "vgg11", "vgg16", "googlenet", "resnet20", "resnet56",
         "se_resnet20", "wrn16_4", "resnext29", "densenet_bc", "squeezenet",
-        "mobilenet_v1", "mobilenet_v2",
+        "mobilenet_v1", "mobilenet_v2", "zfnet", "vgg19", "nin", "inception_v4",
+        "inception_resnet_v2", "preact_resnet164", "fractalnet", "shufflenet_v2",
+        "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_b1",
+        "efficientnet_b2", "efficientnet_b3",
     }  # fmt: skip
     assert expected <= set(NETWORK_NAMES)
     assert sorted(NETWORK_NAMES) == NETWORK_NAMES
@@ -61,8 +64,11 @@ def test_runs_at_other_input_sizes(
 
 
 @pytest.mark.parametrize("name", NETWORK_NAMES)
-def test_count_flops_is_positive_at_cifar_size(name: str) -> None:
-    assert count_flops(create_network(name), (3, 32, 32)) > 0
+def test_flops_grow_with_the_input_and_the_weights_do_not(name: str) -> None:
+    network = create_network(name, input_size=16)
+    small, large = count_flops(network, (3, 16, 16)), count_flops(network, (3, 32, 32))
+    assert 0 < small < large
+    assert count_parameters(network) == count_parameters(create_network(name, input_size=32))
 
 
 @pytest.mark.parametrize(

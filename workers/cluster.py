@@ -15,6 +15,11 @@ import ray
 from nas.threads import prefer_passive_openmp
 
 ADDRESS_VARIABLE = "NAS_RAY_ADDRESS"
+TUNE_ENVIRONMENT = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial CSV/TensorBoard files
+    "RAY_AIR_NEW_OUTPUT": "0",  # no experiment tables on stdout
+}
+"""Settings Tune reads from the environment when an experiment starts (a user's win)."""
 logger = logging.getLogger(__name__)
 
 
@@ -30,8 +35,12 @@ def cluster_address(configured: str | None = None) -> str | None:
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Join the cluster at `address` (or NAS_RAY_ADDRESS), or start Ray locally.
 
-    Does nothing when Ray is already initialised (a test's cluster, the runner actor).
+    Either way Tune's settings (`TUNE_ENVIRONMENT`) are set for the experiments this
+    process starts. Joins nothing when Ray is already initialised (a test's cluster, the
+    runner actor).
     """
+    for name, value in TUNE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     if ray.is_initialized():
         return
     prefer_passive_openmp()  # a local Ray's workers inherit it (see nas.threads)
@@ -63,8 +72,3 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as error:
         raise ClusterUnreachable(f"cannot reach the Ray cluster at {address}: {error}; start "
                                  f"one with `ray start --head` (see `nas worker`)") from None
-
-
-def shutdown() -> None:
-    """Disconnect from (or stop the local) Ray."""
-    ray.shutdown()

@@ -1,8 +1,9 @@
 """`RayEvaluator`: standalone candidates trained as Ray Tune trials, handed back as each ends.
 
 One Tune experiment runs in a background thread for the evaluator's lifetime. Its searcher
-(`QueueSearcher`) hands Tune the candidates the search loop submitted; a callback turns every
-ended trial into an `Evaluation`:
+(`workers.tune_searcher.QueueSearcher`, the one adapter to Tune's searcher interface) hands
+Tune the candidates the search loop submitted through a `CandidateQueue` (a Ray actor); a
+callback turns every ended trial into an `Evaluation` on the same queue:
 
 - the trial reported its evaluation (its last epoch) -> that evaluation (COMPLETE, or FAIL when
   the candidate itself failed: no retry for a deterministic error);
@@ -19,131 +20,83 @@ one at a time. Candidates that train for longer than an actor's start-up are not
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import shutil
 import tempfile
 import threading
-import uuid
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/TensorBoard
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment tables on stdout
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
-from ray.tune.search import Searcher  # noqa: E402
-
-from nas.config import SearchConfig  # noqa: E402
-from nas.data import DataSplits  # noqa: E402
-from nas.evaluators import (  # noqa: E402
+from nas.config import SearchConfig
+from nas.data import DataSplits
+from nas.evaluators import (
     ConcurrentEvaluator,
     Evaluation,
     register_workers_evaluator,
 )
-from searchspace.genotype import Genotype  # noqa: E402
-from workers.cluster import connect  # noqa: E402
-from workers.datasets import shared_data  # noqa: E402
-from workers.trial import evaluation_from, train_candidate  # noqa: E402
+from nas.states import ArchitectureState
+from searchspace.genotype import Genotype
+from workers.cluster import connect
+from workers.datasets import shared_data
+from workers.trial import evaluation_from, train_candidate
+from workers.tune_searcher import CandidateQueue, QueueSearcher
 
 logger = logging.getLogger(__name__)
 METRIC = "val_accuracy"
-_CHANNELS: dict[str, Channel] = {}
-
-
-class Channel:
-    """The queues and flags the search loop shares with Tune's thread.
-
-    Tune pickles its searcher, stopper and callbacks into its experiment state; a channel
-    pickles as its id and unpickles as the same live object in this process.
-    """
-
-    def __init__(self) -> None:
-        self.id = uuid.uuid4().hex
-        self.submissions: queue.Queue = queue.Queue()
-        self.results: queue.Queue = queue.Queue()
-        self.closed, self.cancelled = threading.Event(), threading.Event()
-        _CHANNELS[self.id] = self
-
-    def __reduce__(self) -> tuple:
-        return _channel, (self.id,)
-
-    def drop(self) -> None:
-        _CHANNELS.pop(self.id, None)
-
-
-def _channel(channel_id: str) -> Channel:
-    return _CHANNELS[channel_id]
-
-
-class QueueSearcher(Searcher):
-    """Suggests the candidates submitted to the channel, in order; FINISHED once it is closed."""
-
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(metric=METRIC, mode="max")
-        self.channel = channel
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
-                              **spec: Any) -> bool:
-        return True
-
-    def suggest(self, trial_id: str) -> dict | str | None:
-        if self.channel.closed.is_set():
-            return Searcher.FINISHED
-        try:
-            return self.channel.submissions.get_nowait()
-        except queue.Empty:
-            return None  # Tune asks again shortly
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
-        """Results reach the search loop through `ResultCollector`."""
+CANCEL_CHECK_SECONDS = 0.2
 
 
 class ResultCollector(tune.Callback):
-    """Puts `(key, Evaluation)` in the channel's results as each trial ends."""
+    """Puts `(key, Evaluation)` in the queue's results as each trial ends."""
 
-    def __init__(self, channel: Channel, config: SearchConfig) -> None:
-        self.channel, self.config = channel, config
+    def __init__(self, queue: CandidateQueue, config: SearchConfig) -> None:
+        self.queue, self.config = queue, config
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = dict(trial.last_result or {})
         evaluation = evaluation_from(result) or self._pruned(result)
-        metrics = evaluation.metrics | {"worker_failures": trial.num_failures}
-        self.channel.results.put((trial.config["key"], replace(evaluation, metrics=metrics)))
+        metrics = evaluation.metrics.with_values(worker_failures=trial.num_failures)
+        self.queue.put_result((trial.config["key"], replace(evaluation, metrics=metrics)))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         failures = trial.num_failures
         error = _error_text(trial) or "the trial failed without an error message"
-        self.channel.results.put((trial.config["key"], Evaluation(
-            state="FAIL", error=f"failed {failures} time(s) (retries: "
+        self.queue.put_result((trial.config["key"], Evaluation(
+            state=ArchitectureState.FAIL, error=f"failed {failures} time(s) (retries: "
             f"{self.config.workers.retries}): {error}",
             metrics={"last_result": _plain(trial.last_result or {})})))
 
     def _pruned(self, result: dict[str, Any]) -> Evaluation:
         accuracy = result.get(METRIC)
-        params = result.get("params")
+        params, flops = result.get("params"), result.get("multiply_adds")
         reward = None
-        if accuracy is not None and params is not None:
-            reward = self.config.objective.reward(accuracy, params)
-        return Evaluation(state="PRUNED", reward=reward, accuracy=accuracy, params=params,
+        if accuracy is not None:
+            reward = self.config.objective.reward(accuracy, params, flops)
+        return Evaluation(state=ArchitectureState.PRUNED, reward=reward, accuracy=accuracy,
+                          params=params, flops=flops,
                           metrics={"stopped_at_epoch": result.get("epoch"),
                                    "last_result": _plain(result)})
 
 
 class StopWhenCancelled(tune.Stopper):
-    """Stops every trial (and the experiment) once the channel is cancelled."""
+    """Stops every trial (and the experiment) once the queue is cancelled (asked at most
+    every `CANCEL_CHECK_SECONDS`: Tune calls `stop_all` at every step of its loop)."""
 
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
+    def __init__(self, queue: CandidateQueue) -> None:
+        self.queue = queue
+        self._cancelled, self._checked = False, 0.0
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return self.channel.cancelled.is_set()
+        return self.stop_all()
 
     def stop_all(self) -> bool:
-        return self.channel.cancelled.is_set()
+        if not self._cancelled and time.monotonic() - self._checked >= CANCEL_CHECK_SECONDS:
+            self._cancelled, self._checked = self.queue.cancelled(), time.monotonic()
+        return self._cancelled
 
 
 class RayEvaluator(ConcurrentEvaluator):
@@ -158,7 +111,8 @@ class RayEvaluator(ConcurrentEvaluator):
         self.config, self.workers = config, config.workers
         self.max_concurrent = config.workers.max_concurrent
         connect(config.workers.address)
-        self._channel = Channel()
+        self._queue = CandidateQueue()
+        self._closed = False
         self._running: set[int] = set()
         self._storage = tempfile.mkdtemp(prefix="nas-tune-")
         self._error: BaseException | None = None
@@ -169,16 +123,10 @@ class RayEvaluator(ConcurrentEvaluator):
 
     def submit(self, key: int, genotype: Genotype) -> None:
         self._running.add(key)
-        self._channel.submissions.put({"key": key, "genotype": genotype.to_json()})
+        self._queue.submit({"key": key, "genotype": genotype.to_json()})
 
     def wait(self, timeout: float) -> list[tuple[int, Evaluation]]:
-        finished = []
-        try:
-            finished.append(self._channel.results.get(timeout=timeout))
-            while True:
-                finished.append(self._channel.results.get_nowait())
-        except queue.Empty:
-            pass
+        finished = self._queue.results(timeout)
         if not finished and not self._thread.is_alive():
             raise RuntimeError(f"the Ray Tune experiment stopped: {self._error!r}")
         for key, _ in finished:
@@ -187,16 +135,19 @@ class RayEvaluator(ConcurrentEvaluator):
 
     def cancel(self) -> list[int]:
         stopped = sorted(self._running)
-        self._channel.cancelled.set()
+        if not self._closed:
+            self._queue.close(cancel=True)
         self.close()
         return stopped
 
     def close(self) -> None:
-        self._channel.closed.set()
-        if self._running:
-            self._channel.cancelled.set()  # closing with trials in flight (the loop failed)
+        if self._closed:
+            return
+        self._closed = True
+        # trials still in flight when the loop closes it (the loop failed) are stopped
+        self._queue.close(cancel=bool(self._running))
         self._thread.join(timeout=60)
-        self._channel.drop()
+        self._queue.release()
         shutil.rmtree(self._storage, ignore_errors=True)
 
     def _tuner(self, data: DataSplits | None, weights_dir: Path | None) -> tune.Tuner:
@@ -217,14 +168,15 @@ class RayEvaluator(ConcurrentEvaluator):
         return tune.Tuner(
             tune.with_resources(trainable, resources),
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="max", search_alg=QueueSearcher(self._channel),
+                metric=METRIC, mode="max",
+                search_alg=QueueSearcher(self._queue, metric=METRIC, mode="max"),
                 scheduler=scheduler, num_samples=-1, max_concurrent_trials=self.max_concurrent,
                 reuse_actors=True, trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
                 name="candidates", storage_path=self._storage, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=workers.retries),
-                stop=StopWhenCancelled(self._channel),
-                callbacks=[ResultCollector(self._channel, self.config)]),
+                stop=StopWhenCancelled(self._queue),
+                callbacks=[ResultCollector(self._queue, self.config)]),
         )
 
     def _fit(self, tuner: tune.Tuner) -> None:

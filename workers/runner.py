@@ -94,15 +94,9 @@ class SearchRunner:
 def start_runner(store_url: str, *, name: str | None = None, address: str | None = None
                  ) -> ray.actor.ActorHandle:
     """A `SearchRunner` actor (named and detached when `name` is given: it outlives the caller
-    and `get_runner(name)` finds it again). It holds no CPU: the candidates' trials do."""
+    and `ray.get_actor(name)` finds it again). It holds no CPU: the candidates' trials do."""
     connect(address)
     options: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 4}
     if name is not None:
         options |= {"name": name, "lifetime": "detached", "get_if_exists": True}
     return ray.remote(SearchRunner).options(**options).remote(store_url)
-
-
-def get_runner(name: str, *, address: str | None = None) -> ray.actor.ActorHandle:
-    """The named runner actor started earlier by `start_runner`."""
-    connect(address)
-    return ray.get_actor(name)

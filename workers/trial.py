@@ -22,7 +22,7 @@ from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.evaluators import Evaluation, StandaloneEvaluator
 from nas.train import EpochMetrics
-from searchspace.complexity import count_parameters
+from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
 
 EVALUATION_KEY = "evaluation"
@@ -48,7 +48,7 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
         Path(weights_dir) if weights_dir else None, device=device,
     )
     genotype = Genotype.from_json(trial_config["genotype"])
-    shared = {"params": _params(evaluator, genotype)}
+    shared = _complexity(evaluator, genotype)
     last_epoch = config.evaluator.epochs
 
     def report_epoch(metrics: EpochMetrics) -> None:
@@ -62,16 +62,16 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
     where = {"node": ray.util.get_node_ip_address(),
              "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
              "device": str(device), "threads": torch.get_num_threads()}
-    evaluation = replace(evaluation, metrics=evaluation.metrics | {"worker": where})
+    evaluation = replace(evaluation, metrics=evaluation.metrics.with_values(worker=where))
     tune.report(final_report(evaluation) | shared)
 
 
 def final_report(evaluation: Evaluation) -> dict[str, Any]:
     """The last epoch's metrics (0 accuracy for a failure) with the whole evaluation as JSON."""
-    history = evaluation.metrics.get("history") or [{}]
+    history = evaluation.metrics.history or [{}]
     last = {key: value for key, value in history[-1].items() if isinstance(value, int | float)}
     last.setdefault("val_accuracy", 0.0)
-    return last | {EVALUATION_KEY: json.dumps(asdict(evaluation))}
+    return last | {EVALUATION_KEY: json.dumps(evaluation.to_json())}
 
 
 def evaluation_from(result: dict[str, Any]) -> Evaluation | None:
@@ -81,8 +81,12 @@ def evaluation_from(result: dict[str, Any]) -> Evaluation | None:
     return Evaluation(**json.loads(result[EVALUATION_KEY]))
 
 
-def _params(evaluator: StandaloneEvaluator, genotype: Genotype) -> int | None:
+def _complexity(evaluator: StandaloneEvaluator, genotype: Genotype) -> dict[str, int | None]:
+    """Parameters and multiply-adds every report carries (a pruned trial's reward needs them)."""
     try:
-        return count_parameters(evaluator.build(genotype))
+        model = evaluator.build(genotype)
+        info = evaluator.data.info
+        return {"params": count_parameters(model), "multiply_adds": count_flops(
+            model, (info.in_channels, info.input_size, info.input_size))}
     except Exception:  # evaluate_one reports the same error as the candidate's FAIL
-        return None
+        return {"params": None, "multiply_adds": None}

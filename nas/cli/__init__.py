@@ -10,6 +10,7 @@ from nas.threads import prefer_passive_openmp
 prefer_passive_openmp()  # before torch loads: OpenMP reads its wait policy then
 
 from nas.cli import (  # noqa: E402, F401  (they register commands)
+    baseline_commands,
     export_commands,
     search_commands,
     serve_commands,

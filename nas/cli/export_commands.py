@@ -16,7 +16,7 @@ from nas.cli.remote_commands import remote, write_export
 from nas.data import DATASETS
 from nas.export import FORMATS, export
 from nas.service import exports
-from nas.service.transfers import TransferRequest, run_transfer
+from nas.service.transfers import TransferOutcome, TransferRequest, run_transfer
 from nas.store import Store
 from nas.train import TrainConfig
 from nas.transfer import (
@@ -152,10 +152,15 @@ def transfer_command(
             train=TrainConfig(epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, drop_path=drop_path, seed=seed))
         outcome = run_transfer(store, request, progress=not as_json and sys.stderr.isatty())
-    summary, info = outcome.summary, outcome.data
     if as_json:
-        print(json.dumps(summary))
-        return
+        print(json.dumps(outcome.summary))
+    else:
+        _print_transfer(outcome)
+
+
+def _print_transfer(outcome: TransferOutcome) -> None:
+    """The outcome in two lines: how the network did, and its size beside the published one."""
+    summary, info = outcome.summary, outcome.data
     console.print(
         f"transferred architecture {summary['architecture_id']} (search "
         f"{summary['search_id']}, from architecture {summary['parent_id'] or 'a genotype file'}):"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from nas.service.errors import Unavailable, UserError
-from nas.store import ArchitectureRecord, ArchitectureState
+from nas.store import ArchitectureRecord, ArchitectureRole, ArchitectureState, SearchStatus
 from searchspace.genotype import Genotype
 
 _server: str | None = None
@@ -68,6 +68,18 @@ class Remote:
                             params={"limit": limit}).json()
         return [architecture_record(row) for row in rows]
 
+    def zoo_runs(self, search_id: str) -> list[dict[str, Any]]:
+        """The search's zoo baselines, best reward first, as `nas show --json` prints them."""
+        rows = self.request("GET", f"/api/v1/searches/{search_id}/architectures",
+                            params={"role": "zoo", "sort": "reward", "limit": 100}).json()
+        return [baseline_row(architecture_record(row)) for row in rows["items"]]
+
+    def baselines(self, search_id: str, archs: list[str]) -> list[dict[str, Any]]:
+        """Queue zoo baselines beside a search; the server trains them in the background."""
+        body = {"archs": archs} if archs else {}
+        rows = self.request("POST", f"/api/v1/searches/{search_id}/baselines", json=body).json()
+        return [baseline_row(architecture_record(row)) for row in rows["architectures"]]
+
     def launch(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/api/v1/searches", json=config).json()
 
@@ -78,8 +90,8 @@ class Remote:
         self.request("DELETE", f"/api/v1/searches/{search_id}")
 
     def latest_finished(self) -> str:
-        found = self.request("GET", "/api/v1/searches",
-                             params={"status": "finished", "limit": 1}).json()["items"]
+        params = {"status": str(SearchStatus.FINISHED), "limit": 1}
+        found = self.request("GET", "/api/v1/searches", params=params).json()["items"]
         if not found:
             raise RemoteError(f"{self.url}: no finished search; pass --search ID")
         return found[0]["id"]
@@ -112,13 +124,19 @@ class Remote:
             raise Unavailable(f"lost the server at {self.url}: {error}") from None
 
 
+def baseline_row(record: ArchitectureRecord) -> dict[str, Any]:
+    from nas.service.baselines import as_dict  # loads torch: only when asked
+
+    return as_dict(record)
+
+
 def architecture_record(row: dict[str, Any]) -> ArchitectureRecord:
     """An architecture as the API returns it, as the store's record (for the same printing)."""
     genotype = Genotype.from_dict(row["genotype"])
     return ArchitectureRecord(
         id=row["id"], search_id=row["search_id"], step=row["step"],
         genotype_json=genotype.to_json(), genotype_id=row["genotype_id"],
-        state=ArchitectureState(row["state"]), role=row["role"], parent_id=None,
+        state=ArchitectureState(row["state"]), role=ArchitectureRole(row["role"]), parent_id=None,
         evaluator=row["evaluator"], reward=row["reward"], accuracy=row["accuracy"],
         params=row["params"], flops=row["flops"], latency_ms=row["latency_ms"],
         train_seconds=row["train_seconds"], metrics=None, error=row["error"],

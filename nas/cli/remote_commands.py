@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nas.cli.app import console
 from nas.cli.remote import Remote, server
+from nas.states import ArchitectureRole, SearchStatus
 
 
 def remote() -> Remote:
@@ -34,6 +35,8 @@ def summary(search: dict[str, Any], top: list | None = None) -> dict[str, Any]:
         "heartbeat_age_seconds": None if age is None else round(age, 1),
         "architectures": search["architectures"],
         "best_reward": best.reward if best else None,
+        "best_params": best.params if best else None,
+        "best_multiply_adds": best.flops if best else None,
         "best_genotype": best.genotype.to_dict() if best else None, "error": search["error"],
         "created_at": search["created_at"],
     }
@@ -45,10 +48,12 @@ def follow(client: Remote, search_id: str, quiet: bool) -> dict[str, Any]:
     with Progress(TextColumn("[bold]search[/] {task.fields[search_id]}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[state]}"),
                   console=console, disable=quiet) as bar:
-        task = bar.add_task("search", total=total, search_id=search_id, state="queued")
+        task = bar.add_task("search", total=total, search_id=search_id,
+                            state=str(SearchStatus.QUEUED))
         scored = 0
         for kind, data in client.events(search_id):
-            if kind == "architecture" and data.get("data", {}).get("role") == "candidate":
+            role = data.get("data", {}).get("role") if kind == "architecture" else None
+            if role == ArchitectureRole.CANDIDATE:
                 scored += 1
                 bar.update(task, completed=scored)
             elif kind == "status":

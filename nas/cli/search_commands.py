@@ -13,15 +13,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nas.cli.app import app, configure_threads, console, fail, user_errors
+from nas.cli.baseline_commands import baselines_table
 from nas.cli.remote import Remote, server
 from nas.cli.remote_commands import follow, remote, title
 from nas.cli.remote_commands import summary as remote_summary
 from nas.config import SearchConfig, load_config, merge, parse_config
 from nas.ownership import OwnershipSettings
-from nas.search import StepReport, best_architectures, create_search, run_search
+from nas.search import StepReport, create_search, run_search
+from nas.service import baselines
 from nas.service import searches as search_service
 from nas.signals import SearchInterrupted, interrupt_on_stop_signals
-from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
+from nas.store import ArchitectureRecord, ArchitectureRole, SearchRecord, SearchStatus, Store
 from searchspace.drawing import genotype_svg
 from searchspace.genotype import describe_cell
 
@@ -86,7 +88,7 @@ def candidate_reward_label(config: SearchConfig) -> str:
 def best_reward_label(store: Store, record: SearchRecord) -> str:
     """What the summary's best reward is: a derived cell's (ENAS) or a candidate's."""
     evaluator = (record.config.get("evaluator") or {}).get("name")
-    if store.count_architectures(record.id, role="derived"):
+    if store.count_architectures(record.id, role=ArchitectureRole.DERIVED):
         return "best derived reward (full validation split)"
     if evaluator == "enas":
         return "best one-batch reward"
@@ -96,7 +98,7 @@ def best_reward_label(store: Store, record: SearchRecord) -> str:
 
 
 def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
-    best = [a for a in best_architectures(store, record.id, limit=1) if a.reward is not None]
+    best = store.ranked_architectures(record.id, limit=1)
     age = record.heartbeat_age()
     return {
         "search_id": record.id,
@@ -106,8 +108,10 @@ def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
         "owner": record.owner,
         "heartbeat_at": None if record.heartbeat_at is None else record.heartbeat_at.isoformat(),
         "heartbeat_age_seconds": None if age is None else round(age, 1),
-        "architectures": store.count_architectures(record.id, role="candidate"),
+        "architectures": store.count_architectures(record.id, role=ArchitectureRole.CANDIDATE),
         "best_reward": best[0].reward if best else None,
+        "best_params": best[0].params if best else None,
+        "best_multiply_adds": best[0].flops if best else None,
         "best_genotype": best[0].genotype.to_dict() if best else None,
         "error": record.error,
     }
@@ -252,7 +256,7 @@ def delete(search_id: Annotated[str, typer.Argument(help="id from `nas searches`
 
 
 def _report(store: Store, record: SearchRecord, as_json: bool) -> None:
-    top = [a for a in best_architectures(store, record.id, limit=3) if a.reward is not None]
+    top = store.ranked_architectures(record.id, limit=3)
     _print_report(_summary(store, record), best_reward_label(store, record), top, as_json)
 
 
@@ -264,7 +268,7 @@ def _print_report(summary: dict[str, Any], reward_label: str,
         return
     console.print(f"search [bold]{summary['search_id']}[/] {summary['status']}: "
                   f"{summary['architectures']} architectures, {reward_label} "
-                  f"{_number(summary['best_reward'])}")
+                  f"{_best_text(summary)}")
     for rank, architecture in enumerate(top, start=1):
         _print_architecture(architecture, rank)
 
@@ -309,30 +313,39 @@ def show(
     svg: Annotated[Path | None, typer.Option(
         "--svg", metavar="FILE", help="write the best architecture's cells as SVG to FILE")] = None,
 ) -> None:
-    """A search's top architectures, each cell drawn as text (and as SVG with --svg)."""
+    """A search's top architectures, each cell drawn as text (and as SVG with --svg), and the
+    zoo baselines trained beside it (`nas baselines`)."""
     with user_errors():
         if server() is not None:
             with remote() as client:
                 found = client.search(search_id)
                 best = client.top(search_id, top)
+                zoo = client.zoo_runs(search_id)
             summary, error = remote_summary(found, best), found["error"]
         else:
             with Store() as store:
                 record = store.get_search(search_id)
-                best = best_architectures(store, search_id, limit=top)
+                best = store.ranked_architectures(search_id, limit=top)
                 summary, error = _summary(store, record), record.error
+                zoo = [baselines.as_dict(row) for row in baselines.beside(store, search_id)]
     if svg is not None:
         _write_svg(svg, best, search_id)
     if as_json:
         summary["top"] = [_architecture_dict(architecture) for architecture in best]
+        summary["zoo"] = zoo
         print(json.dumps(summary))
         return
     console.print(f"search [bold]{summary['search_id']}[/] ({escape(summary['name'])}): "
-                  f"{_status_text(summary)}, {summary['architectures']} architectures")
+                  f"{_status_text(summary)}, {summary['architectures']} architectures, "
+                  f"best reward {_best_text(summary)}")
     if error:
         console.print(f"error: {error}", highlight=False, markup=False)
     for rank, architecture in enumerate(best, start=1):
         _print_architecture(architecture, rank)
+    if zoo:
+        console.print()
+        console.print(baselines_table(zoo, "zoo baselines on the same data and recipe "
+                                           "(`nas baselines`)"))
 
 
 def _write_svg(path: Path, best: list[ArchitectureRecord], search_id: str) -> None:
@@ -347,7 +360,7 @@ def _write_svg(path: Path, best: list[ArchitectureRecord], search_id: str) -> No
 def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
     return {
         "id": architecture.id, "step": architecture.step, "state": str(architecture.state),
-        "role": architecture.role, "evaluator": architecture.evaluator,
+        "role": str(architecture.role), "evaluator": architecture.evaluator,
         "genotype_id": architecture.genotype_id, "genotype": architecture.genotype.to_dict(),
         "reward": architecture.reward, "accuracy": architecture.accuracy,
         "params": architecture.params, "flops": architecture.flops,
@@ -364,12 +377,12 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         f"{_integer(architecture.params)} params, {_integer(architecture.flops)} mult-adds",
         highlight=False,
     )
-    retrained = (architecture.metrics or {}).get("retrained")
-    if retrained:
-        seconds = retrained["train_seconds"]
-        console.print(f"  trained from scratch: accuracy {_number(retrained['accuracy'])}"
+    retrained = architecture.metrics.retrained if architecture.retrained else None
+    if retrained is not None:
+        seconds = retrained.train_seconds
+        console.print(f"  trained from scratch: accuracy {_number(retrained.accuracy)}"
                       + (f" in {seconds:.1f} s" if seconds is not None else "")
-                      + (f" ({escape(retrained['error'])})" if retrained.get("error") else ""),
+                      + (f" ({escape(retrained.error)})" if retrained.error else ""),
                       highlight=False)
     genotype = architecture.genotype
     for cell in ("normal", "reduction"):
@@ -378,6 +391,16 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
             console.print(f"    {line}", highlight=False)
     if architecture.error:
         console.print(f"  error: {architecture.error}", highlight=False, markup=False)
+
+
+def _best_text(summary: dict[str, Any]) -> str:
+    """The best's reward with the parameters and multiply-adds it was rewarded for."""
+    if summary["best_reward"] is None:
+        return "-"
+    if summary["best_params"] is None and summary["best_multiply_adds"] is None:
+        return _number(summary["best_reward"])  # the synthetic evaluator builds no network
+    return (f"{_number(summary['best_reward'])} ({_integer(summary['best_params'])} params, "
+            f"{_integer(summary['best_multiply_adds'])} mult-adds)")
 
 
 def _number(value: float | None) -> str:

@@ -40,6 +40,9 @@ def serve(
     insecure: Annotated[bool, typer.Option(
         help="allow a non-loopback host without NAS_API_TOKEN (anyone could launch searches)")
     ] = False,
+    keep_alive: Annotated[int, typer.Option(
+        min=1, max=3600, help="seconds an idle connection stays open: longer than clients and "
+        "proxies in front keep theirs (nginx and cloud load balancers: 60 s)")] = 75,
 ) -> None:
     """Run the REST API (OpenAPI at /docs) and the dashboard. Settings come from NAS_*
     variables: NAS_API_TOKEN, NAS_DATABASE_URL, NAS_HOME, NAS_MAX_RUNNING_SEARCHES, ..."""
@@ -56,7 +59,10 @@ def serve(
                  f"--insecure to let anyone who reaches the port launch searches)")
         application = create_app(settings)  # with --no-migrate: refuses an old schema
     console.print(f"nas-service on http://{host}:{port} (API docs at /docs)", highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    # uvicorn's default keep-alive (5 s) is what httpx and many clients keep idle connections
+    # for: a request sent as the server closed its connection failed (a proxy's 502).
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
+                timeout_keep_alive=keep_alive)
 
 
 @db_app.command("upgrade")

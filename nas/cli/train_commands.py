@@ -95,7 +95,8 @@ def zoo_list(
     channels: Annotated[int, typer.Option(min=2, help="initial channels (cells)")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
-    """The zoo and the reference cells, with parameters and FLOPs at CIFAR size (3x32x32)."""
+    """The zoo and the reference cells, with parameters, multiply-adds and CPU latency at CIFAR
+    size (3x32x32, 10 classes), measured once and kept under $NAS_HOME/cache."""
     configure_threads()
     rows = list(zoo.listing(cells, channels))
     if as_json:
@@ -104,9 +105,10 @@ def zoo_list(
     table = Table(title=f"Architectures at 3x32x32, 10 classes (cells: {cells} per stage, "
                         f"{channels} channels)")
     for column, justify in (("name", "left"), ("kind", "left"), ("parameters", "right"),
-                            ("multiply-adds", "right")):
+                            ("multiply-adds", "right"), ("CPU latency", "right")):
         table.add_column(column, justify=justify)
     for row in rows:
         table.add_row(row["name"], row["kind"], f"{row['params']:,}",
-                      f"{row['flops'] / 1e6:.1f}M")
+                      f"{row['flops'] / 1e6:.1f}M",
+                      f"{row['latency_ms']:.1f} ms ({row['latency_threads']} thr.)")
     console.print(table)

@@ -17,11 +17,12 @@ import logging
 from pathlib import Path
 
 from nas.data.builtin import load_digits, load_synthetic
-from nas.data.cifar import load_cifar10
+from nas.data.cifar import load_cifar10, read_class_names, resolve_cifar_dir
 from nas.data.core import DatasetError, DatasetInfo, DataSplits, check_options
-from nas.data.imagefolder import load_imagefolder
+from nas.data.imagefolder import load_imagefolder, scan_imagefolder
 
-__all__ = ["DATASETS", "DataSplits", "DatasetError", "DatasetInfo", "load_dataset"]
+__all__ = ["DATASETS", "DataSplits", "DatasetError", "DatasetInfo", "check_dataset",
+           "load_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,7 @@ def load_dataset(
         DatasetError: unknown name, or missing/malformed data (the message names the path).
         ValueError: an option out of range.
     """
-    key = name.strip().lower()
-    if key not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    key = _known(name)
     check_options(valid_fraction, limit, input_size)
     options = {
         "valid_fraction": valid_fraction, "seed": seed, "input_size": input_size, "limit": limit,
@@ -69,3 +68,30 @@ def load_dataset(
     if key == "cifar10":
         return load_cifar10(data_dir, download=download, **options)
     return load_imagefolder(data_dir, **options)
+
+
+def _known(name: str) -> str:
+    key = name.strip().lower()
+    if key not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return key
+
+
+def check_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    valid_fraction: float = 0.2,
+    input_size: int | None = None,
+    limit: int | None = None,
+) -> None:
+    """Raise what `load_dataset` raises for an unknown name, an option out of range or files
+    that are missing, without reading the data: CIFAR-10's batch folder and class names,
+    an ImageFolder's tree and the first images of each class. A search checks this when it is
+    queued and loads its dataset once, when it runs."""
+    key = _known(name)
+    check_options(valid_fraction, limit, input_size)
+    if key == "cifar10":
+        read_class_names(resolve_cifar_dir(data_dir, download=False))
+    elif key == "imagefolder":
+        scan_imagefolder(data_dir)

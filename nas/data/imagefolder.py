@@ -187,15 +187,11 @@ def _take(samples: list[Sample], count: int | None, seed: int) -> list[Sample]:
     return [samples[i] for i in limit_indices(len(samples), count, seed).tolist()]
 
 
-def load_imagefolder(
-    data_dir: str | Path | None,
-    *,
-    valid_fraction: float,
-    seed: int,
-    input_size: int | None,
-    limit: int | None,
-) -> DataSplits:
-    """An ImageFolder tree; ``<dir>/train`` is used when present, ``<dir>/val`` as validation."""
+def scan_imagefolder(data_dir: str | Path | None
+                     ) -> tuple[list[str], list[Sample], list[Sample] | None]:
+    """Class names, training samples and (with ``<dir>/train`` and ``<dir>/val``) validation
+    samples of an ImageFolder tree, the first images of each class decoded; DatasetError when
+    the tree is unusable. No image is loaded beyond those checked."""
     root = Path(data_dir) if data_dir is not None else default_data_dir("imagefolder")
     if data_dir is None and not root.is_dir():
         raise DatasetError(
@@ -205,9 +201,24 @@ def load_imagefolder(
     train_root = root / "train" if (root / "train").is_dir() else root
     class_names, pool = scan_folder(train_root)
     check_images(pool)
-    if train_root != root and (root / "val").is_dir():
-        _, valid_pool = scan_folder(root / "val", class_names)
-        check_images(valid_pool)
+    if train_root == root or not (root / "val").is_dir():
+        return class_names, pool, None
+    _, valid_pool = scan_folder(root / "val", class_names)
+    check_images(valid_pool)
+    return class_names, pool, valid_pool
+
+
+def load_imagefolder(
+    data_dir: str | Path | None,
+    *,
+    valid_fraction: float,
+    seed: int,
+    input_size: int | None,
+    limit: int | None,
+) -> DataSplits:
+    """An ImageFolder tree; ``<dir>/train`` is used when present, ``<dir>/val`` as validation."""
+    class_names, pool, valid_pool = scan_imagefolder(data_dir)
+    if valid_pool is not None:
         n_valid = None if limit is None else max(1, round(limit * valid_fraction))
         valid_samples = _take(valid_pool, n_valid, seed + 1)
         n_train = None if limit is None else max(1, limit - len(valid_samples))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from nas.search import best_architectures
-from nas.store import ArchitectureRecord, ArchitectureState, Store
+from nas.store import ArchitectureRecord, ArchitectureRole, ArchitectureState, Store
 from nas.store.pages import ArchitectureSort, Page
 
 from .errors import NotFound
@@ -11,20 +10,19 @@ from .errors import NotFound
 
 def page(store: Store, search_id: str, *, sort: ArchitectureSort = "reward",
          descending: bool | None = None, state: ArchitectureState | None = None,
-         role: str | None = None, cursor: str | None = None, limit: int = 100
+         role: ArchitectureRole | None = None, cursor: str | None = None, limit: int = 100
          ) -> Page[ArchitectureRecord]:
     return store.page_architectures(search_id, sort=sort, descending=descending, state=state,
                                     role=role, cursor=cursor, limit=limit)
 
 
 def top(store: Store, search_id: str, limit: int) -> list[ArchitectureRecord]:
-    """The best scored architectures as `nas show` ranks them (ENAS: the derived ones)."""
-    return [row for row in best_architectures(store, search_id, limit=limit)
-            if row.reward is not None]
+    """The best scored architectures by the store's ranking (ENAS: the derived ones)."""
+    return store.ranked_architectures(search_id, limit=limit)
 
 
 def best(store: Store, search_id: str) -> ArchitectureRecord:
-    """The best architecture as `nas show` ranks them."""
+    """The best architecture by the store's ranking."""
     ranked = top(store, search_id, 1)
     if not ranked:
         raise NotFound(f"search {search_id} has no scored architecture yet")
@@ -32,7 +30,7 @@ def best(store: Store, search_id: str) -> ArchitectureRecord:
 
 
 def history(record: ArchitectureRecord) -> list[dict]:
-    return list((record.metrics or {}).get("history") or [])
+    return list((record.metrics.history if record.metrics else None) or [])
 
 
 def log_lines(record: ArchitectureRecord) -> list[str]:
@@ -40,8 +38,7 @@ def log_lines(record: ArchitectureRecord) -> list[str]:
     lines = [f"epoch {epoch.get('epoch')}: train loss {epoch.get('train_loss', 0):.4f}, "
              f"val accuracy {epoch.get('val_accuracy', 0):.4f}, "
              f"{epoch.get('seconds', 0):.1f} s" for epoch in history(record)]
-    metrics = record.metrics or {}
     if record.error:
         lines.append(f"error: {record.error}")
-    lines += str(metrics.get("traceback") or "").splitlines()
+    lines += str((record.metrics.traceback if record.metrics else None) or "").splitlines()
     return lines

@@ -13,6 +13,7 @@ from nas.config import ConfigError, describe_validation_error
 from nas.data import DatasetError
 from nas.store import InvalidTransition, UnknownArchitecture, UnknownSearch
 from nas.store.pages import InvalidCursor
+from nas.strategies import IncompatibleState
 from searchspace.genotype import InvalidGenotype
 
 
@@ -45,7 +46,7 @@ class Unavailable(UserError):
 STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (UserError, 0),  # its own status
     (UnknownSearch, 404), (UnknownArchitecture, 404),
-    (InvalidTransition, 409),
+    (InvalidTransition, 409), (IncompatibleState, 409),
     (ValidationError, 422), (ConfigError, 422), (DatasetError, 422), (InvalidGenotype, 422),
     (InvalidCursor, 422),
 )

@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from nas.config import SearchConfig
 from nas.data.imagefolder import DEFAULT_INPUT_SIZE, list_classes
 from nas.export import FORMATS, ExportSpec, export
-from nas.search import best_architectures
 from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
 from nas.transfer import TRANSFER_ROLE
 
+from .baselines import ZOO_ROLE
 from .errors import InvalidInput, NotFound
 
 # (classes, input channels, input size) of the built-in datasets
@@ -64,9 +64,8 @@ def pick(store: Store, search_id: str | None, rank: int, *, transferred: bool = 
                            "--search ID")
     else:
         search = store.get_search(search_id)
-    transfers = store.architectures(search.id, order="reward", role=TRANSFER_ROLE)
-    candidates = [] if transferred else best_architectures(store, search.id)
-    ranked = [a for a in candidates or transfers if a.reward is not None]
+    ranked = (([] if transferred else store.ranked_architectures(search.id))
+              or store.ranked_architectures(search.id, role=TRANSFER_ROLE))
     if not ranked:
         kind = "transferred architecture" if transferred else "scored architecture"
         raise NotFound(f"search {search.id} ({search.status}) has no {kind} to pick")
@@ -80,7 +79,7 @@ def by_id(store: Store, architecture_id: int) -> Ranked:
     """One architecture (rank as among its search's best, 0 when it is not ranked)."""
     architecture = store.get_architecture(architecture_id)
     search = store.get_search(architecture.search_id)
-    ranked = [row.id for row in best_architectures(store, search.id)]
+    ranked = [row.id for row in store.ranked_architectures(search.id)]
     rank = ranked.index(architecture.id) + 1 if architecture.id in ranked else 0
     return Ranked(search, architecture, rank)
 
@@ -112,7 +111,12 @@ def spec_for(picked: Ranked, *, cells: int | None = None, channels: int | None =
              num_classes: int | None = None, input_size: int | None = None) -> ExportSpec:
     """Network settings: the arguments, else what the architecture was trained with
     (transferred ones record it), else the search's proxy network and dataset."""
-    recorded: dict[str, Any] = (picked.architecture.metrics or {}).get("network") or {}
+    metrics = picked.architecture.metrics
+    if picked.architecture.role == ZOO_ROLE:
+        name = (metrics.zoo if metrics is not None else None) or "network"
+        raise InvalidInput(f"architecture {picked.architecture.id} is the zoo baseline {name}: "
+                           f"it has no cells to export; `nas train --arch {name}` trains it")
+    recorded: dict[str, Any] = (metrics.network if metrics is not None else None) or {}
     config = _search_config(picked.search)
     if recorded:
         defaults = (recorded.get("num_classes"), recorded.get("in_channels", 3),
@@ -141,7 +145,7 @@ def spec_for(picked: Ranked, *, cells: int | None = None, channels: int | None =
 
 def recorded_weights(picked: Ranked) -> Path | None:
     """The trained weights kept for the architecture, when they are still there."""
-    path = (picked.architecture.metrics or {}).get("weights")
+    path = picked.architecture.weights_path
     return Path(path) if path and Path(path).is_file() else None
 
 

@@ -215,9 +215,13 @@ class RunScheduler:
         if free <= 0:
             return
         queued = self.store.page_searches(status=SearchStatus.QUEUED, limit=1000).items
-        for record in sorted(queued, key=lambda record: record.created_at)[:free]:
-            if record.id not in self._launched:
-                self._launch(record.id, record.config)
+        # A search resumed while its cancelled run still winds down waits for that run to end:
+        # a second run would be refused the claim, and the cancel's hard stop is meant for the
+        # old run only.
+        startable = [record for record in sorted(queued, key=lambda record: record.created_at)
+                     if record.id not in self._launched and not self.launcher.alive(record.id)]
+        for record in startable[:free]:
+            self._launch(record.id, record.config)
 
     def _launch(self, search_id: str, config: dict) -> None:
         self._launched[search_id] = time.monotonic()

@@ -15,13 +15,11 @@ from nas.config import SearchConfig
 from nas.ownership import OwnershipSettings
 from nas.paths import weights_dir
 from nas.search import create_search
+from nas.states import ACTIVE_STATUSES, RESUMABLE_STATUSES, ArchitectureRole
 from nas.store import SearchRecord, SearchStatus, Store
 from nas.store.pages import Page
-from nas.store.store import ENDED_STATUSES
 
 from .errors import Conflict, InvalidInput
-
-ACTIVE_STATUSES = frozenset({SearchStatus.QUEUED, SearchStatus.RUNNING})
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,9 @@ def summary(store: Store, search_id: str) -> SearchSummary:
     record = store.get_search(search_id)
     budget = record.config.get("budget") or {}
     stale = record.is_stale(OwnershipSettings.from_env().stale_seconds)
-    return SearchSummary(record, store.count_architectures(search_id, role="candidate"),
-                         budget.get("architectures"), budget.get("seconds"), stale)
+    candidates = store.count_architectures(search_id, role=ArchitectureRole.CANDIDATE)
+    return SearchSummary(record, candidates, budget.get("architectures"), budget.get("seconds"),
+                         stale)
 
 
 def page(store: Store, *, status: SearchStatus | None = None, cursor: str | None = None,
@@ -89,7 +88,7 @@ def resume(store: Store, search_id: str) -> SearchRecord:
     """Queue a failed, cancelled or interrupted search again; a runner continues it from its
     last checkpoint."""
     record = store.get_search(search_id)
-    if record.status not in ENDED_STATUSES or record.status is SearchStatus.FINISHED:
+    if record.status not in RESUMABLE_STATUSES:
         raise Conflict(f"search {search_id} is {record.status}; only a failed, cancelled or "
                        f"interrupted search can be resumed")
     store.add_event(search_id, "resume", "resume requested")

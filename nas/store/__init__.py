@@ -5,12 +5,13 @@
 
 from .engine import default_url
 from .errors import OwnershipLost, ResumeLimitReached, SearchOwned, StoreUnavailable
-from .models import ArchitectureState, SearchStatus
+from .models import ArchitectureRole, ArchitectureState, SearchStatus
 from .records import ArchitectureRecord, CheckpointRecord, EventRecord, Lease, SearchRecord
 from .store import InvalidTransition, Store, UnknownArchitecture, UnknownSearch
 
 __all__ = [
     "ArchitectureRecord",
+    "ArchitectureRole",
     "ArchitectureState",
     "CheckpointRecord",
     "EventRecord",

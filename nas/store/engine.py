@@ -12,6 +12,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from nas.paths import nas_home
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_IDLE_TRANSACTION_TIMEOUT = "30s"  # a frozen process's open transaction ends, and
 # with it the row lock it held (a claim would wait for it for ever otherwise)
@@ -22,7 +24,7 @@ def default_url() -> str:
     """`$NAS_DATABASE_URL`, else a SQLite file `nas.db` in `$NAS_HOME` (default `./.nas`)."""
     if url := os.environ.get("NAS_DATABASE_URL"):
         return url
-    return f"sqlite:///{Path(os.environ.get('NAS_HOME', '.nas')) / 'nas.db'}"
+    return f"sqlite:///{nas_home() / 'nas.db'}"
 
 
 def create_store_engine(url: str) -> Engine:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Enum,
@@ -24,30 +25,14 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from nas.states import ArchitectureRole, ArchitectureState, SearchStatus
 
-class SearchStatus(enum.StrEnum):
-    """Lifecycle of a search: queued -> running -> finished | failed | cancelled | interrupted
-    (stopped by a signal; resumable like failed and cancelled)."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-
-class ArchitectureState(enum.StrEnum):
-    """Lifecycle of one sampled architecture, as Optuna's `TrialState`."""
-
-    WAITING = "WAITING"
-    RUNNING = "RUNNING"
-    COMPLETE = "COMPLETE"
-    PRUNED = "PRUNED"
-    FAIL = "FAIL"
+__all__ = ["Architecture", "ArchitectureRole", "ArchitectureState", "Base", "Checkpoint", "Event",
+           "Search", "SearchStatus"]
 
 
 def utcnow() -> datetime:
@@ -71,13 +56,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _enum(enum_class: type[enum.StrEnum]) -> Enum:
-    """A VARCHAR(16) holding the enum's values (no native enum type, no CHECK constraint)."""
+def _enum(enum_class: type[enum.StrEnum], length: int = 16) -> Enum:
+    """A VARCHAR(`length`) holding the enum's values (no native enum type, no CHECK
+    constraint: a new member needs no migration)."""
     return Enum(
         enum_class,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda members: [member.value for member in members],
     )
 
@@ -138,7 +124,8 @@ class Architecture(Base):
     genotype_json: Mapped[str] = mapped_column("genotype", Text)
     genotype_id: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[ArchitectureState] = mapped_column(_enum(ArchitectureState))
-    role: Mapped[str] = mapped_column(String(32), default="candidate")
+    role: Mapped[ArchitectureRole] = mapped_column(_enum(ArchitectureRole, length=32),
+                                                   default=ArchitectureRole.CANDIDATE)
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("architectures.id", ondelete="SET NULL"), index=True
     )
@@ -150,9 +137,14 @@ class Architecture(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     train_seconds: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None]
+    """`nas.metrics.Metrics` as JSON."""
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    weights_path: Mapped[str | None] = mapped_column(Text)
+    """Its trained weights (what `nas export` writes with it), when they were kept."""
+    retrained: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A derived cell also trained from scratch (its outcome: `metrics.retrained`)."""
 
 
 class Event(Base):

@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 
-from .models import Architecture, ArchitectureState, Search, SearchStatus
+from .models import Architecture, ArchitectureRole, ArchitectureState, Search, SearchStatus
 from .records import ArchitectureRecord, SearchRecord
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ class PageQueries:
 
     def page_architectures(
         self, search_id: str, *, sort: ArchitectureSort = "reward", descending: bool | None = None,
-        state: ArchitectureState | None = None, role: str | None = None,
+        state: ArchitectureState | None = None, role: ArchitectureRole | None = None,
         cursor: str | None = None, limit: int = 100,
     ) -> Page[ArchitectureRecord]:
         """A search's architectures sorted by `sort` (NULLs last), ties by id."""

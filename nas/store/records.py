@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nas.metrics import Metrics
 from searchspace.genotype import Genotype
 
-from .models import ArchitectureState, SearchStatus
+from .models import ArchitectureRole, ArchitectureState, SearchStatus
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class ArchitectureRecord:
     genotype_json: str
     genotype_id: str
     state: ArchitectureState
-    role: str
+    role: ArchitectureRole
     parent_id: int | None
     evaluator: str
     reward: float | None
@@ -73,10 +74,18 @@ class ArchitectureRecord:
     flops: int | None
     latency_ms: float | None
     train_seconds: float | None
-    metrics: dict[str, Any] | None
+    metrics: Metrics | None
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    weights_path: str | None = None
+    """Its trained weights, when they were kept."""
+    retrained: bool = False
+    """A derived cell also trained from scratch (its outcome: `metrics.retrained`)."""
+
+    def __post_init__(self) -> None:  # the row holds the metrics as JSON
+        if isinstance(self.metrics, dict):
+            object.__setattr__(self, "metrics", Metrics.of(self.metrics))
 
     @property
     def genotype(self) -> Genotype:

@@ -24,12 +24,23 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.orm import Session
 
+from nas.metrics import Metrics
+from nas.states import ENDED_STATUSES
 from searchspace.genotype import Genotype
 
 from . import migrations
 from .engine import WRITE_OPTION, create_store_engine, default_url
 from .errors import OwnershipLost, ResumeLimitReached, SearchOwned
-from .models import Architecture, ArchitectureState, Checkpoint, Event, Search, SearchStatus, utcnow
+from .models import (
+    Architecture,
+    ArchitectureRole,
+    ArchitectureState,
+    Checkpoint,
+    Event,
+    Search,
+    SearchStatus,
+    utcnow,
+)
 from .pages import PageQueries
 from .records import ArchitectureRecord, CheckpointRecord, EventRecord, Lease, SearchRecord
 from .retry import OPEN_ERRORS, describe_open_error, grace_seconds, masked, retried
@@ -49,8 +60,6 @@ SEARCH_TRANSITIONS: dict[SearchStatus, frozenset[SearchStatus]] = {
     ),
     SearchStatus.FINISHED: frozenset(),
 }
-ENDED_STATUSES = frozenset({SearchStatus.FINISHED, SearchStatus.FAILED, SearchStatus.CANCELLED,
-                            SearchStatus.INTERRUPTED})
 ABNORMAL_ENDS = frozenset({SearchStatus.RUNNING, SearchStatus.INTERRUPTED})
 """Statuses a claim resumes without a user's decision: a dead owner's, or a signal's."""
 FINAL_STATES = frozenset(
@@ -104,19 +113,35 @@ def _scored_event(row: Architecture) -> Event:
         "train_seconds", "error")}
     return Event(search_id=row.search_id, kind="architecture",
                  message=f"architecture {row.id} {row.state}",
-                 data=data | {"state": str(row.state)})
+                 data=data | {"state": str(row.state), "role": str(row.role)})
+
+
+# The ranking of a search's architectures, one rule for every reader (`nas show` and `nas list`,
+# `nas export best`, the API's best and top, the dashboard, a search's best_reward): COMPLETE
+# architectures with a reward, highest first, ties by id; of the first of these roles that has
+# any (ENAS's derived cells are scored on the whole validation split, its candidates on one
+# batch). Other roles (transferred networks, zoo runs) are ranked among themselves on request.
+RANKED_ROLES: tuple[ArchitectureRole, ...] = (ArchitectureRole.DERIVED, ArchitectureRole.CANDIDATE)
+
+
+def _ranked(query: Select[Architecture]) -> Select[Architecture]:
+    return query.where(Architecture.state == ArchitectureState.COMPLETE,
+                       Architecture.reward.is_not(None))
+
+
+def ranking_key(row: ArchitectureRecord) -> tuple[float, int]:
+    """The ranking's order for scored rows of several searches (`sorted(rows, key=...)`)."""
+    return (-(row.reward if row.reward is not None else float("-inf")), row.id)
 
 
 def _best_reward() -> ColumnElement[float | None]:
-    return (
-        select(func.max(Architecture.reward))
-        .where(
-            Architecture.search_id == Search.id,
-            Architecture.state == ArchitectureState.COMPLETE,
-        )
-        .correlate(Search)
-        .scalar_subquery()
-    )
+    """A search's best reward by the ranking (a subquery correlated with `Search`)."""
+    def best_of(role: str) -> ColumnElement[float | None]:
+        query = _ranked(select(func.max(Architecture.reward)).where(
+            Architecture.search_id == Search.id, Architecture.role == role))
+        return query.correlate(Search).scalar_subquery()
+
+    return func.coalesce(*(best_of(role) for role in RANKED_ROLES))
 
 
 class Store(PageQueries):
@@ -356,7 +381,7 @@ class Store(PageQueries):
         step: int,
         genotypes: Sequence[Genotype],
         evaluator: str,
-        role: str = "candidate",
+        role: ArchitectureRole = ArchitectureRole.CANDIDATE,
         parent_id: int | None = None,
     ) -> list[int]:
         """Record `genotypes` sampled at `step`, all WAITING; their ids, in order."""
@@ -367,7 +392,8 @@ class Store(PageQueries):
             rows = [
                 Architecture(
                     search_id=search_id, step=step, genotype_json=genotype.to_json(),
-                    genotype_id=genotype.id, state=ArchitectureState.WAITING, role=role,
+                    genotype_id=genotype.id, state=ArchitectureState.WAITING,
+                    role=ArchitectureRole(role),
                     parent_id=parent_id, evaluator=evaluator,
                 )
                 for genotype in genotypes
@@ -401,10 +427,13 @@ class Store(PageQueries):
         flops: int | None = None,
         latency_ms: float | None = None,
         train_seconds: float | None = None,
-        metrics: dict[str, Any] | None = None,
+        metrics: Metrics | dict[str, Any] | None = None,
         error: str | None = None,
+        weights_path: str | None = None,
     ) -> ArchitectureRecord:
-        """WAITING/RUNNING -> COMPLETE (needs a reward), PRUNED, or FAIL (needs an error)."""
+        """WAITING/RUNNING -> COMPLETE (needs a reward), PRUNED, or FAIL (needs an error).
+        `retrained` is set from `metrics.retrained`."""
+        typed = None if metrics is None else Metrics.of(metrics)
         state = ArchitectureState(state)
         if state not in FINAL_STATES:
             raise ValueError(f"cannot finish in state {state}; use COMPLETE, PRUNED or FAIL")
@@ -421,7 +450,10 @@ class Store(PageQueries):
             row.state = state
             row.reward, row.accuracy, row.params, row.flops = reward, accuracy, params, flops
             row.latency_ms, row.train_seconds = latency_ms, train_seconds
-            row.metrics, row.error, row.finished_at = _json(metrics), error, utcnow()
+            row.metrics = None if typed is None else _json(typed.to_json())
+            row.error, row.finished_at = error, utcnow()
+            row.weights_path = weights_path
+            row.retrained = typed is not None and typed.retrained is not None
             session.add(_scored_event(row))
             session.flush()
             return _record(ArchitectureRecord, row)
@@ -439,7 +471,7 @@ class Store(PageQueries):
         state: ArchitectureState | None = None,
         order: Literal["reward", "step"] = "reward",
         limit: int | None = None,
-        role: str | None = None,
+        role: ArchitectureRole | None = None,
     ) -> list[ArchitectureRecord]:
         """A search's architectures: best reward first (no reward last), or by step; ties by id."""
         if order == "reward":
@@ -454,30 +486,25 @@ class Store(PageQueries):
             return [_record(ArchitectureRecord, row) for row in session.scalars(query)]
 
     @retried
-    def best_architecture(
-        self, search_id: str, rank: int = 1, role: str | None = None
-    ) -> ArchitectureRecord:
-        """The COMPLETE architecture with the `rank`-th highest reward (1 = the best)."""
-        query = self._architecture_query(search_id, ArchitectureState.COMPLETE, role)
+    def ranked_architectures(
+        self, search_id: str, *, limit: int | None = None, role: ArchitectureRole | None = None
+    ) -> list[ArchitectureRecord]:
+        """The search's best architectures by the ranking (`RANKED_ROLES`), the best first;
+        with `role`, those of that role (e.g. its transferred networks) ranked alike."""
         with self._session() as session:
             self._search(session, search_id)
-            best = session.scalars(
-                query.order_by(Architecture.reward.desc(), Architecture.id)
-                .offset(max(rank - 1, 0))
-                .limit(1)
-            ).first()
-            if rank < 1 or best is None:
-                total = session.scalar(select(func.count()).select_from(query.subquery()))
-                with_role = f" with role {role!r}" if role is not None else ""
-                raise LookupError(
-                    f"rank {rank} is out of range: search {search_id!r} has {total} "
-                    f"COMPLETE architecture(s){with_role}, ranked from 1"
-                )
-            return _record(ArchitectureRecord, best)
+            if role is None:
+                role = next((candidate for candidate in RANKED_ROLES if session.scalar(
+                    _ranked(self._architecture_query(search_id, None, candidate)).limit(1))),
+                    RANKED_ROLES[-1])
+            query = _ranked(self._architecture_query(search_id, None, role))
+            query = query.order_by(Architecture.reward.desc(), Architecture.id).limit(limit)
+            return [_record(ArchitectureRecord, row) for row in session.scalars(query)]
 
     @retried
     def count_architectures(
-        self, search_id: str, state: ArchitectureState | None = None, role: str | None = None
+        self, search_id: str, state: ArchitectureState | None = None,
+        role: ArchitectureRole | None = None,
     ) -> int:
         query = self._architecture_query(search_id, state, role)
         with self._session() as session:
@@ -589,11 +616,11 @@ class Store(PageQueries):
 
     @staticmethod
     def _architecture_query(
-        search_id: str, state: ArchitectureState | None, role: str | None
+        search_id: str, state: ArchitectureState | None, role: ArchitectureRole | None
     ) -> Select[Architecture]:
         query = select(Architecture).where(Architecture.search_id == search_id)
         if state is not None:
             query = query.where(Architecture.state == ArchitectureState(state))
         if role is not None:
-            query = query.where(Architecture.role == role)
+            query = query.where(Architecture.role == ArchitectureRole(role))
         return query

@@ -1,29 +1,35 @@
-"""Search strategies behind one ask/tell interface, created by name with `create`."""
+"""Search strategies behind one ask/tell interface, created by name with `create`.
+
+`STRATEGIES` is their registry (`searchspace.registry.Registry`): `STRATEGIES.names()` lists
+them; a strategy class registers itself with `@register_strategy` under its `name`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nas.strategies.base import Strategy, StrategyOptions
+from nas.strategies.base import (
+    STRATEGIES,
+    IncompatibleState,
+    Strategy,
+    StrategyOptions,
+    register_strategy,
+)
 
-__all__ = ["Strategy", "StrategyOptions", "create", "STRATEGIES"]
-
-
-def _registry() -> dict[str, type[Strategy]]:
-    from nas.strategies.evolution import RegularizedEvolution
-    from nas.strategies.random import RandomSearch
-    from nas.strategies.reinforce import Reinforce
-    from nas.strategies.tpe import TPE
-
-    return {cls.name: cls for cls in (Reinforce, RandomSearch, RegularizedEvolution, TPE)}
-
-
-STRATEGIES = ("reinforce", "random", "evolution", "tpe")
+__all__ = [
+    "STRATEGIES", "IncompatibleState", "Strategy", "StrategyOptions", "create",
+    "validate_options",
+    "register_strategy",
+]
 
 
 def create(name: str, space: Any, *, seed: int = 0, **options: Any) -> Strategy:
-    """The strategy `name` over `space`; unknown names and options raise `ValueError`."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    return registry[name](space, seed=seed, **options)
+    """The strategy `name` over `space`; unknown names (`UnknownName`) and options raise
+    `ValueError`."""
+    return STRATEGIES.create(name, space, seed=seed, **options)
+
+
+def validate_options(name: str, options: dict[str, Any]) -> StrategyOptions:
+    """The options of strategy `name`, checked as `create` checks them, without building the
+    strategy (no controller, no study, no global setting touched)."""
+    return STRATEGIES[name].Options(**options)

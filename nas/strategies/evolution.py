@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from nas.strategies.base import Strategy, StrategyOptions, check_state_strategy
+from nas.strategies.base import Strategy, StrategyOptions, check_state_strategy, register_strategy
 from nas.strategies.random import rng_state_from_json, rng_state_to_json
 from searchspace.genotype import Genotype
 from searchspace.spaces import SearchSpace
@@ -50,6 +50,7 @@ def mutate(space: SearchSpace, genotype: Genotype, rng: random.Random) -> Genoty
     return space.from_tokens(tokens)
 
 
+@register_strategy
 class RegularizedEvolution(Strategy):
     """Aging evolution with tournament selection and single-decision mutations."""
 

@@ -9,7 +9,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from nas.strategies.base import Strategy, check_state_strategy
+from nas.strategies.base import Strategy, check_state_strategy, register_strategy
 from searchspace.genotype import Genotype
 from searchspace.spaces import SearchSpace
 
@@ -26,6 +26,7 @@ def rng_state_from_json(rng: random.Random, state: Sequence[Any]) -> None:
     rng.setstate((int(version), tuple(int(value) for value in internal), gauss_next))
 
 
+@register_strategy
 class RandomSearch(Strategy):
     """Uniform sampling from `random.Random(seed)`; `tell` checks its input and learns nothing."""
 

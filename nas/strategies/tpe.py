@@ -3,14 +3,17 @@
 Each decision is a categorical parameter named `<cell>.b<block>.<field>` (for example
 `normal.b0.input_a`) with choices `0 .. choices - 1`, the genotype's tokens. `ask` opens one
 Optuna trial per genotype (state RUNNING); `tell` completes the oldest open trial of the same
-genotype (same `Genotype.id`), or adds a completed trial for a genotype this strategy did not ask.
+genotype (same `Genotype.id`), or adds a completed trial for a genotype this strategy did not ask;
+`abandon` closes the oldest open trial of the genotype as FAIL (Optuna's sampler then ignores
+it), so no trial stays RUNNING once its candidate is done.
 
 Determinism: before each trial the study gets a fresh `TPESampler` seeded from
 `(seed, trial number)`, so the sampler carries no random state across trials and every
 proposal is a function of the seed and the study's trials. `state_dict()` therefore holds only
-the trials in number order (params and value; open trials have value None), and
+the trials in number order (params, state and value; open trials have value None), and
 `load_state_dict()` rebuilds an in-memory study by adding them in that order (open trials as
-RUNNING, so the constant liar sees them), which gives the same trial numbers, the same open
+RUNNING, so the constant liar sees them; a state written before `abandon` existed is COMPLETE
+with a value, else RUNNING), which gives the same trial numbers, the same open
 trials and the same next proposals as the original.
 """
 
@@ -26,7 +29,7 @@ from optuna.samplers import TPESampler
 from optuna.trial import TrialState, create_trial
 from pydantic import Field
 
-from nas.strategies.base import Strategy, StrategyOptions, check_state_strategy
+from nas.strategies.base import Strategy, StrategyOptions, check_state_strategy, register_strategy
 from searchspace.genotype import Genotype
 from searchspace.spaces import Decision, SearchSpace
 
@@ -49,6 +52,7 @@ def trial_seed(seed: int, number: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+@register_strategy
 class TPE(Strategy):
     """Tree-structured Parzen estimator (Optuna), maximising the reward."""
 
@@ -111,12 +115,27 @@ class TPE(Strategy):
                     params=self._params(genotype), distributions=self.distributions, value=value
                 ))
 
+    def abandon(self, genotypes: Sequence[Genotype]) -> None:
+        """Close the oldest open trial of each genotype as FAIL (none open: nothing to do)."""
+        super().abandon(genotypes)
+        for genotype in genotypes:
+            numbers = self.open_trials.get(genotype.id)
+            if numbers:
+                self.study.tell(numbers.pop(0), state=TrialState.FAIL)
+                if not numbers:
+                    del self.open_trials[genotype.id]
+
+    def open_trial_count(self) -> int:
+        """Trials asked and neither told nor abandoned."""
+        return sum(map(len, self.open_trials.values()))
+
     def state_dict(self) -> dict[str, Any]:
         trials = []
         for trial in self.study.get_trials(deepcopy=False):
             complete = trial.state == TrialState.COMPLETE
             trials.append({
                 "params": {name: int(trial.params[name]) for name in self.names},
+                "state": trial.state.name,
                 "value": trial.value if complete else None,
             })
         return {"strategy": self.name, "trials": trials}
@@ -128,15 +147,16 @@ class TPE(Strategy):
         for number, record in enumerate(state["trials"]):
             params = {name: int(record["params"][name]) for name in self.names}
             genotype = self._genotype(params)
-            if record["value"] is None:
-                trial = create_trial(
-                    state=TrialState.RUNNING, params=params, distributions=self.distributions
-                )
-                open_trials.setdefault(genotype.id, []).append(number)
-            else:
+            state = TrialState[record.get("state") or (
+                "RUNNING" if record["value"] is None else "COMPLETE")]
+            if state == TrialState.COMPLETE:
                 trial = create_trial(
                     params=params, distributions=self.distributions, value=float(record["value"])
                 )
+            else:
+                trial = create_trial(state=state, params=params, distributions=self.distributions)
+            if state == TrialState.RUNNING:
+                open_trials.setdefault(genotype.id, []).append(number)
             study.add_trial(trial)
         self.study = study
         self.open_trials = open_trials

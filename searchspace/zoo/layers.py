@@ -1,4 +1,5 @@
-"""Pieces shared by the zoo: stride planning for any input size, conv-BN-ReLU, head, init."""
+"""Pieces shared by the zoo: stride planning for any input size, conv-BN-activation, stems,
+heads, channel rounding, stochastic depth, init."""
 
 from __future__ import annotations
 
@@ -92,3 +93,46 @@ def init_weights(model: nn.Module) -> None:
             continue
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+# Inputs of at least this many pixels get a network's ImageNet layout (its published stem and
+# strides); smaller ones its CIFAR-sized adaptation. Cell networks switch stems at this size too.
+IMAGENET_MIN_SIZE = 128
+
+
+def imagenet_sized(input_size: int) -> bool:
+    """Whether `input_size` pixels get the ImageNet layout (see `IMAGENET_MIN_SIZE`)."""
+    return input_size >= IMAGENET_MIN_SIZE
+
+
+def conv_bn_act(
+    in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: int = 1,
+    groups: int = 1, activation: type[nn.Module] | None = nn.ReLU,
+    padding: int | tuple[int, int] | None = None,
+) -> nn.Sequential:
+    """Convolution (no bias; same-padded unless `padding` says otherwise), batch norm and an
+    optional activation (`None`: linear)."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    pad = (kh // 2, kw // 2) if padding is None else padding
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, (kh, kw), stride, pad, groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
+    if activation is not None:
+        layers.append(activation(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def imagenet_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """ResNet's ImageNet stem: 7x7 stride-2 conv-BN-ReLU and 3x3 stride-2 max pooling (4x)."""
+    return nn.Sequential(
+        conv_bn_act(in_channels, out_channels, 7, stride=2),
+        nn.MaxPool2d(3, 2, padding=1),
+    )
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """`value` rounded to the nearest multiple of `divisor`, never below 90% of it (the channel
+    rounding of MobileNet v2/v3 and EfficientNet)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded

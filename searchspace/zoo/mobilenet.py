@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from searchspace.ops import InvertedResidual
 from searchspace.zoo.layers import conv_bn_relu, halving_strides, init_weights, pooled_linear_head
 from searchspace.zoo.registry import register_network
 
@@ -76,26 +77,6 @@ class MobileNetV1(nn.Module):
         return self.head(self.features(images))
 
 
-class InvertedResidual(nn.Module):
-    """1x1 expand, 3x3 depthwise, linear 1x1 project; residual when the shape is unchanged."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int) -> None:
-        super().__init__()
-        hidden = in_channels * expansion
-        expand = [conv_bn_relu6(in_channels, hidden, 1)] if expansion != 1 else []
-        self.block = nn.Sequential(
-            *expand,
-            conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),
-            nn.Conv2d(hidden, out_channels, 1, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
-        self.use_residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        output = self.block(features)
-        return features + output if self.use_residual else output
-
-
 class MobileNetV2(nn.Module):
     """Stem conv, seven stages of inverted residuals, 1x1 conv to 1280, pooling, linear."""
 
@@ -108,7 +89,7 @@ class MobileNetV2(nn.Module):
             stage_stride = next(strides)
             for index in range(blocks):
                 stride = stage_stride if index == 0 else 1
-                layers.append(InvertedResidual(channels, out_channels, stride, expansion))
+                layers.append(InvertedResidual(channels, out_channels, 3, stride, expansion))
                 channels = out_channels
         layers.append(conv_bn_relu6(channels, V2_LAST_CHANNELS, 1))
         self.features = nn.Sequential(*layers)

@@ -1,7 +1,8 @@
-"""Registry of the classic networks, in the style of timm's `register_model` / `create_model`.
+"""Registry of the classic networks: `searchspace.registry.Registry` of kind "network".
 
 A family module decorates a builder with `@register_network("name")`; callers build any network
-by name with `create_network(name, num_classes=..., input_size=..., in_channels=...)`.
+by name with `create_network(name, num_classes=..., input_size=..., in_channels=...)` and list
+them with `list_networks()`.
 """
 
 from __future__ import annotations
@@ -11,36 +12,27 @@ from typing import TypeVar
 
 from torch import nn
 
+from searchspace.registry import Registry, UnknownName
+
 NetworkBuilder = Callable[..., nn.Module]
 Builder = TypeVar("Builder", bound=NetworkBuilder)
 
-_BUILDERS: dict[str, NetworkBuilder] = {}
 
-
-class UnknownNetwork(ValueError):
+class UnknownNetwork(UnknownName):
     """No network is registered under the requested name."""
 
-    def __init__(self, name: str, known_names: list[str]) -> None:
-        super().__init__(f"unknown network {name!r}; known networks: {', '.join(known_names)}")
-        self.name = name
-        self.known_names = known_names
+
+NETWORKS: Registry[NetworkBuilder] = Registry("network", unknown=UnknownNetwork)
 
 
 def register_network(name: str) -> Callable[[Builder], Builder]:
     """Decorator that registers `builder(num_classes=, input_size=, in_channels=)` as `name`."""
-
-    def decorator(builder: Builder) -> Builder:
-        if name in _BUILDERS:
-            raise ValueError(f"a network named {name!r} is already registered")
-        _BUILDERS[name] = builder
-        return builder
-
-    return decorator
+    return NETWORKS.register(name)
 
 
 def list_networks() -> list[str]:
     """Names of all registered networks, sorted."""
-    return sorted(_BUILDERS)
+    return NETWORKS.names()
 
 
 def create_network(
@@ -50,9 +42,8 @@ def create_network(
     _require_at_least("num_classes", num_classes, 2)
     _require_at_least("input_size", input_size, 8)
     _require_at_least("in_channels", in_channels, 1)
-    if name not in _BUILDERS:
-        raise UnknownNetwork(name, list_networks())
-    return _BUILDERS[name](num_classes=num_classes, input_size=input_size, in_channels=in_channels)
+    return NETWORKS.create(name, num_classes=num_classes, input_size=input_size,
+                           in_channels=in_channels)
 
 
 def _require_at_least(argument: str, value: int, minimum: int) -> None:

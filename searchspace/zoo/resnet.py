@@ -14,28 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from searchspace.ops import SqueezeExcitation
 from searchspace.zoo.layers import conv_bn_relu, halving_strides, init_weights, pooled_linear_head
 from searchspace.zoo.registry import register_network
 
 STAGE_WIDTHS = (16, 32, 64)
-
-
-class SqueezeExcitation(nn.Module):
-    """Rescale channels by a gate computed from their global average."""
-
-    def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 4) -> None:
-        super().__init__()
-        hidden = max(channels // reduction, min_hidden)
-        self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, hidden, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, channels, 1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features * self.gate(features)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -62,7 +45,7 @@ class BasicBlock(nn.Module):
             conv_bn_relu(in_channels, out_channels, 3, stride),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
-            SqueezeExcitation(out_channels) if squeeze_excitation else nn.Identity(),
+            SqueezeExcitation(out_channels, reduction=16) if squeeze_excitation else nn.Identity(),
         )
         if stride == 1 and in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()

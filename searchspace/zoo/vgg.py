@@ -1,9 +1,12 @@
-"""VGG (Simonyan and Zisserman, 2015) configurations A (VGG-11) and D (VGG-16) for small inputs.
+"""VGG (Simonyan and Zisserman, 2015) configurations A (VGG-11), D (VGG-16) and E (VGG-19).
 
-Published conv widths and 3x3 kernels, five stages each ending in 2x2 max pooling. Adaptations:
-batch norm after every convolution; pools are dropped once the map is 1 pixel (and round up on
-odd sizes); adaptive average pooling to 1x1 and a 512-512 classifier with dropout instead of
-4096-4096, as in the usual CIFAR-10 versions.
+Published conv widths and 3x3 kernels, five stages each ending in 2x2 max pooling, batch norm
+after every convolution (the paper has none; it trained the deeper nets from shallower ones).
+ImageNet layout (128 px and up): the paper's classifier, the map pooled to 7x7 and two
+4096-unit layers with dropout (VGG-19: 143.7M parameters and 19.6G multiply-adds at 224 px with
+1000 classes; the paper's Table 2 gives 144M). CIFAR-sized adaptation (below 128 px): pools are
+dropped once the map is 1 pixel (and round up on odd sizes); adaptive average pooling to 1x1 and
+a 512-512 classifier with dropout instead of 4096-4096, as in the usual CIFAR-10 versions.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from searchspace.zoo.layers import (
     conv_bn_relu,
     dropout_mlp_head,
     halving_strides,
+    imagenet_sized,
     init_weights,
     max_pool,
 )
@@ -24,7 +28,12 @@ Stages = tuple[tuple[int, ...], ...]
 
 VGG11_STAGES: Stages = ((64,), (128,), (256, 256), (512, 512), (512, 512))
 VGG16_STAGES: Stages = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+VGG19_STAGES: Stages = (
+    (64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)
+)
 HIDDEN_UNITS = 512
+IMAGENET_HIDDEN_UNITS = 4096
+IMAGENET_POOLED_SIZE = 7
 
 
 class VGG(nn.Module):
@@ -40,7 +49,11 @@ class VGG(nn.Module):
                 channels = width
             layers.append(max_pool(stride, kernel_size=2))
         self.features = nn.Sequential(*layers)
-        self.classifier = dropout_mlp_head(channels, 1, HIDDEN_UNITS, num_classes)
+        if imagenet_sized(input_size):
+            self.classifier = dropout_mlp_head(channels, IMAGENET_POOLED_SIZE,
+                                               IMAGENET_HIDDEN_UNITS, num_classes)
+        else:
+            self.classifier = dropout_mlp_head(channels, 1, HIDDEN_UNITS, num_classes)
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -57,3 +70,9 @@ def vgg11(num_classes: int, input_size: int, in_channels: int) -> VGG:
 def vgg16(num_classes: int, input_size: int, in_channels: int) -> VGG:
     """VGG-16 with batch norm: 13 convolutions, about 15.2M parameters."""
     return VGG(VGG16_STAGES, num_classes, input_size, in_channels)
+
+
+@register_network("vgg19")
+def vgg19(num_classes: int, input_size: int, in_channels: int) -> VGG:
+    """VGG-19 with batch norm: 16 convolutions, about 20.6M parameters (143.7M at ImageNet size)."""
+    return VGG(VGG19_STAGES, num_classes, input_size, in_channels)

@@ -22,8 +22,9 @@ def get_architecture(architecture_id: int, _: ReadAccess, store: StoreDep
                      ) -> ArchitectureDetail:
     """Genotype, metrics and per-epoch history."""
     record = store.get_architecture(architecture_id)
-    metrics = {key: value for key, value in (record.metrics or {}).items()
-               if key not in ("history", "traceback", "weights")}
+    metrics = {key: value for key, value in
+               (record.metrics.to_json() if record.metrics else {}).items()
+               if key not in ("history", "traceback")}
     return ArchitectureDetail(**ArchitectureOut.of(record).model_dump(),
                               history=architecture_service.history(record), metrics=metrics)
 
@@ -32,8 +33,8 @@ def get_architecture(architecture_id: int, _: ReadAccess, store: StoreDep
 def logs(architecture_id: int, _: ReadAccess, store: StoreDep) -> ArchitectureLogs:
     """What its training said: epochs, the error and its traceback; where it ran."""
     record = store.get_architecture(architecture_id)
-    return ArchitectureLogs(id=record.id, state=str(record.state), error=record.error,
-                            worker=(record.metrics or {}).get("worker"),
+    return ArchitectureLogs(id=record.id, state=record.state, error=record.error,
+                            worker=record.metrics.worker if record.metrics else None,
                             log=architecture_service.log_lines(record))
 
 

@@ -26,6 +26,7 @@ from nas.config import parse_config
 from nas.service import architectures as architecture_service
 from nas.service import searches as search_service
 from nas.service.errors import InvalidInput, describe
+from nas.states import ACTIVE_STATUSES, RESUMABLE_STATUSES, ArchitectureRole, SearchStatus
 from nas.store import (
     ArchitectureRecord,
     ArchitectureState,
@@ -35,6 +36,7 @@ from nas.store import (
     UnknownSearch,
 )
 from nas.store.pages import ArchitectureSort
+from nas.store.store import ranking_key
 from searchspace.drawing import cell_svg
 from server.auth import WriteAccess, authorize, session_csrf
 from server.deps import SettingsDep, StoreDep
@@ -46,11 +48,18 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
     undefined=jinja2.StrictUndefined))
+# the templates compare statuses and roles with the enums, never with string literals
+templates.env.globals.update(
+    SearchStatus=SearchStatus, ArchitectureRole=ArchitectureRole,
+    ArchitectureState=ArchitectureState, ACTIVE_STATUSES=ACTIVE_STATUSES,
+    RESUMABLE_STATUSES=RESUMABLE_STATUSES, VOCABULARY={
+        "active": sorted(ACTIVE_STATUSES), "resumable": sorted(RESUMABLE_STATUSES),
+        "derived": ArchitectureRole.DERIVED, "zoo": ArchitectureRole.ZOO,
+        "complete": ArchitectureState.COMPLETE})
 EXPORT_FORMATS = ("py", "torchscript", "onnx", "state-dict")
 TABLE_ROWS = 25
 CHART_POINTS = 20_000
 MAX_CONFIG_BYTES = 64 * 1024
-ZOO_ROLE = "zoo"
 EXAMPLE_CONFIG = """\
 name: digits-enas
 seed: 0
@@ -132,9 +141,8 @@ def _zoo_runs(store: Store, record: SearchRecord) -> list[ArchitectureRecord]:
     runs: list[ArchitectureRecord] = []
     for other in store.list_searches(limit=200):
         if (other.config.get("dataset") or {}).get("name") == dataset:
-            runs += store.architectures(other.id, role=ZOO_ROLE,
-                                        state=ArchitectureState.COMPLETE)
-    return sorted(runs, key=lambda row: -(row.reward or 0))[:10]
+            runs += store.ranked_architectures(other.id, role=ArchitectureRole.ZOO)
+    return sorted(runs, key=ranking_key)[:10]
 
 
 def reward_label(record: SearchRecord) -> str:
@@ -157,7 +165,7 @@ def index(request: Request, store: StoreDep,
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_page(
     request: Request, search_id: str, store: StoreDep, sort: ArchitectureSort = "step",
-    order: Literal["asc", "desc"] = "desc", role: Literal["candidate", "derived"] | None = None,
+    order: Literal["asc", "desc"] = "desc", role: ArchitectureRole | None = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
     if refused := _refused(request):
@@ -191,14 +199,13 @@ def architecture_page(request: Request, architecture_id: int, store: StoreDep
     search = store.get_search(row.search_id)
     cells = {cell: cell_svg(row.genotype.cell(cell), f"{cell} cell of architecture {row.id}",
                             element_id=f"{cell}-cell") for cell in ("normal", "reduction")}
-    metrics = {key: value for key, value in (row.metrics or {}).items()
-               if key not in ("history", "traceback", "weights", "network")
-               and isinstance(value, (int, float, str, bool))}
+    metrics = {key: value for key, value in (row.metrics.numbers() if row.metrics else {}).items()
+               if key != "traceback"}
     return _page(
         request, "architecture.html", row=row, search=search, cells=cells, metrics=metrics,
         history=architecture_service.history(row), formats=EXPORT_FORMATS,
         log=architecture_service.log_lines(row) if row.state is ArchitectureState.FAIL else [],
-        reward_label=("reward (full validation split)" if row.role == "derived"
+        reward_label=("reward (full validation split)" if row.role is ArchitectureRole.DERIVED
                       else reward_label(search)))
 
 

@@ -11,7 +11,7 @@ from nas.config import SearchConfig
 from nas.service import architectures as architecture_service
 from nas.service import searches as search_service
 from nas.service.errors import InvalidInput
-from nas.store import ArchitectureState, SearchStatus
+from nas.store import ArchitectureRole, ArchitectureState, SearchStatus
 from nas.store.pages import ArchitectureSort
 from server.auth import ReadAccess, WriteAccess
 from server.deps import SettingsDep, StoreDep
@@ -112,7 +112,7 @@ def top(search_id: str, _: ReadAccess, store: StoreDep,
 def list_architectures(
     search_id: str, _: ReadAccess, store: StoreDep, sort: ArchitectureSort = "reward",
     order: Literal["asc", "desc"] | None = None, state: ArchitectureState | None = None,
-    role: Annotated[str | None, Query(max_length=32)] = None, cursor: Cursor = None,
+    role: ArchitectureRole | None = None, cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ArchitecturePage:
     """A page of a search's architectures, sorted (reward and accuracy: best first)."""

@@ -20,6 +20,9 @@ class ZooEntry(BaseModel):
     kind: str
     params: int
     flops: int = Field(description="multiply-adds of one 3x32x32 image, 10 classes")
+    latency_ms: float = Field(description="median CPU milliseconds of one 3x32x32 image, "
+                              "measured once by the server and kept")
+    latency_threads: int = Field(description="CPU threads the latency was measured with")
 
 
 @router.get("", response_model=list[ZooEntry], responses=errors(401, 422))

@@ -6,6 +6,9 @@
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (selector, root = document) => root.querySelector(selector);
   const meta = $('meta[name="csrf-token"]');
+  // statuses and roles as the server's enums define them (base.html embeds them)
+  const VOCABULARY = JSON.parse($("#vocabulary").textContent);
+  const DERIVED = VOCABULARY.derived;
 
   // ---- small helpers ---------------------------------------------------------------------
   function el(tag, attrs = {}, ...children) {
@@ -120,8 +123,8 @@
   }
   function actionNodes(search) {
     let action = null;
-    if (search.status === "queued" || search.status === "running") action = "cancel";
-    if (["failed", "cancelled", "interrupted"].includes(search.status)) action = "resume";
+    if (VOCABULARY.active.includes(search.status)) action = "cancel";
+    if (VOCABULARY.resumable.includes(search.status)) action = "resume";
     if (!action) return [];
     return [el("button", { type: "button", class: "action", "data-action": action, "data-search": search.id },
       action === "cancel" ? "Cancel" : "Resume")];
@@ -278,8 +281,10 @@
   }
 
   function drawSearchCharts(points) {
-    const rows = [...points.values()].sort((a, b) => a.step - b.step || a.id - b.id);
-    const scored = rows.filter((r) => r.state === "COMPLETE" && r.reward !== null);
+    // zoo baselines (`nas baselines`) are not the search's progress: they have their own table
+    const rows = [...points.values()].filter((r) => r.role !== VOCABULARY.zoo)
+      .sort((a, b) => a.step - b.step || a.id - b.id);
+    const scored = rows.filter((r) => r.state === VOCABULARY.complete && r.reward !== null);
     const label = (r) => `architecture ${r.id} (${r.role}), step ${r.step}: reward ${number(r.reward)}, accuracy ${number(r.accuracy)}`;
     const asPoint = (key) => (r) => ({ x: r[key], y: key === "step" ? r.reward : r.accuracy, id: r.id, title: label(r) });
     let best = -Infinity;
@@ -292,7 +297,7 @@
       }
     }
     if (running.length && scored.length) running.push({ x: scored[scored.length - 1].step, y: best });
-    const candidates = scored.filter((r) => r.role !== "derived");
+    const candidates = scored.filter((r) => r.role !== DERIVED);
     const average = [];
     let ema = null;
     for (const r of candidates) {
@@ -305,7 +310,7 @@
         { name: "candidate", className: "candidate", points: candidates.map(asPoint("step")), dots: true },
         { name: "average", className: "average", points: average, line: true },
         { name: "best", className: "best", points: running, line: true },
-        { name: "derived", className: "derived", points: scored.filter((r) => r.role === "derived").map(asPoint("step")), dots: true, shape: "diamond" },
+        { name: "derived", className: "derived", points: scored.filter((r) => r.role === DERIVED).map(asPoint("step")), dots: true, shape: "diamond" },
       ], "step", "reward");
     }
     for (const [id, key, name] of [["#chart-params", "params", "parameters"], ["#chart-flops", "flops", "multiply-adds"]]) {
@@ -313,10 +318,10 @@
       if (!node) continue;
       const usable = scored.filter((r) => r.accuracy !== null && r[key] !== null);
       // the front of the sampled candidates; derived ones are scored otherwise (full split)
-      const front = pareto(usable.filter((r) => r.role !== "derived").map(asPoint(key)));
+      const front = pareto(usable.filter((r) => r.role !== DERIVED).map(asPoint(key)));
       chart(node, [
-        { name: "candidate", className: "candidate", points: usable.filter((r) => r.role !== "derived").map(asPoint(key)), dots: true },
-        { name: "derived", className: "derived", points: usable.filter((r) => r.role === "derived").map(asPoint(key)), dots: true, shape: "diamond" },
+        { name: "candidate", className: "candidate", points: usable.filter((r) => r.role !== DERIVED).map(asPoint(key)), dots: true },
+        { name: "derived", className: "derived", points: usable.filter((r) => r.role === DERIVED).map(asPoint(key)), dots: true, shape: "diamond" },
         { name: "pareto", className: "pareto", points: front, line: true, dots: true, radius: 5 },
       ], name, "accuracy");
     }
@@ -324,7 +329,7 @@
 
   // ---- the search page: table and charts, live -------------------------------------------
   function architectureRow(r) {
-    const role = r.role === "derived"
+    const role = r.role === DERIVED
       ? el("span", { class: "badge badge-derived", title: "re-scored on the full validation split" }, "derived · full split")
       : r.role;
     return el("tr", { class: `role-${r.role} state-${r.state}` },

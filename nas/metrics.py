@@ -1,0 +1,75 @@
+"""`Metrics`: what an evaluator measured of a candidate beyond the scored columns.
+
+The store keeps it as JSON; the fields below are typed, and an evaluator's own numbers (the
+training loop's summary, a Tune result) ride along as extra fields. Where the trained weights
+are and whether a derived cell was retrained are not metrics: they are the architecture's
+`weights_path` and `retrained` columns (see `nas.store.models`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from nas.states import ArchitectureState
+
+
+class Retrained(BaseModel):
+    """A derived cell trained from scratch (ENAS's `retrain_top`), as a standalone candidate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ArchitectureState
+    accuracy: float | None = None
+    params: int | None = None
+    flops: int | None = None
+    train_seconds: float | None = None
+    error: str | None = None
+
+
+class Metrics(BaseModel):
+    """An architecture's metrics; `to_json()` is what the store and the API hold."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=True)
+
+    history: list[dict[str, Any]] | None = None
+    """Per-epoch numbers of its training (`nas.train.EpochMetrics`)."""
+    traceback: str | None = None
+    """Where a failed candidate failed."""
+    supernet_epochs: int | None = None
+    """ENAS: supernet epochs trained when it was scored."""
+    scored_on: int | None = None
+    """ENAS: validation examples it was scored on."""
+    derived_from: int | None = None
+    """ENAS, derived cells: candidates derivation scored."""
+    retrained: Retrained | None = None
+    """ENAS, derived cells: the outcome of training it from scratch."""
+    worker: dict[str, Any] | None = None
+    """Ray: where it trained (node, pid, device, threads)."""
+    worker_failures: int | None = None
+    """Ray: how often its worker died before it ended."""
+    network: dict[str, Any] | None = None
+    """Transferred: the network settings it was trained with."""
+    zoo: str | None = None
+    """Role `zoo`: the reference network's name (e.g. `resnet20`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that were given (None ones included), as JSON values."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def with_values(self, **values: Any) -> Metrics:
+        """A copy with `values` added or replaced."""
+        return Metrics.model_validate(self.to_json() | values)
+
+    def numbers(self) -> dict[str, int | float | str | bool]:
+        """The plain (scalar) values, for a table of its metrics."""
+        return {key: value for key, value in self.to_json().items()
+                if isinstance(value, int | float | str | bool)}
+
+    @classmethod
+    def of(cls, value: Metrics | dict[str, Any] | None) -> Metrics:
+        """`value` as `Metrics` (a dict is validated; None is empty)."""
+        if isinstance(value, Metrics):
+            return value
+        return cls.model_validate(value or {})
