@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from nas.data import DATASETS
-from nas.objective import objective_reward, uses_multiply_adds, uses_params
+from nas.objective import objective_reward, uses_latency, uses_multiply_adds, uses_params
 from nas.paths import datasets_dir
 from nas.seeding import Seed
 from searchspace.genotype import CELL_NAMES
@@ -180,8 +180,9 @@ class BudgetConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    """Reward = accuracy, times (params / params_target) ** params_weight and
-    (multiply_adds / multiply_adds_target) ** multiply_adds_weight where a target is set
+    """Reward = accuracy, times (params / params_target) ** params_weight,
+    (multiply_adds / multiply_adds_target) ** multiply_adds_weight and
+    (latency_ms / latency_target_ms) ** latency_weight where a target is set
     (`nas.objective`); every evaluator applies it."""
 
     metric: Literal["val_accuracy"] = "val_accuracy"
@@ -189,11 +190,15 @@ class ObjectiveConfig(_Section):
     params_weight: float = Field(-0.07, le=0)
     multiply_adds_target: int | None = Field(None, gt=0, description="per input image")
     multiply_adds_weight: float = Field(-0.07, le=0)
+    latency_target_ms: float | None = Field(
+        None, gt=0, description="milliseconds of one forward pass at batch 1 on the search's "
+        "device")
+    latency_weight: float = Field(-0.07, le=0)
 
-    def reward(self, accuracy: float, params: int | None,
-               multiply_adds: int | None = None) -> float | None:
+    def reward(self, accuracy: float, params: int | None, multiply_adds: int | None = None,
+               latency_ms: float | None = None) -> float | None:
         """`nas.objective.objective_reward` under this objective."""
-        return objective_reward(self, accuracy, params, multiply_adds)
+        return objective_reward(self, accuracy, params, multiply_adds, latency_ms)
 
 
 # What a search on shared weights uses unless the config says otherwise (measured on digits,
@@ -320,10 +325,12 @@ class SearchConfig(_Section):
     @model_validator(mode="after")
     def _objective_has_networks(self) -> SearchConfig:
         objective = self.objective
-        if self.evaluator.name == "synthetic" and (uses_params(objective)
-                                                   or uses_multiply_adds(objective)):
+        if self.evaluator.name == "synthetic" and (
+                uses_params(objective) or uses_multiply_adds(objective)
+                or uses_latency(objective)):
             raise ValueError("objective: the synthetic evaluator builds no network, so it has "
-                             "no parameters or multiply-adds to target (drop the targets)")
+                             "no parameters, multiply-adds or latency to target (drop the "
+                             "targets)")
         return self
 
     @model_validator(mode="after")

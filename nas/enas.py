@@ -9,9 +9,12 @@ minibatch: accuracy under the shared weights, without gradients, with batch norm
 scoring batch's statistics and leaving the running statistics alone (training-mode
 normalisation as ENAS scores, but nothing learnt from validation data); its reward is the
 search objective (`nas.objective`) of that accuracy and the path's parameters (and
-multiply-adds when targeted). At the end `derive` asks for candidates, scores each on the
-whole validation split, tells the strategy their rewards and returns the best. The strategy
-is reached only through its ask/tell interface.
+multiply-adds and latency when targeted: both measured on the path's standalone network, once
+per genotype; the latencies are kept in the checkpoint, so a resumed search sees the same).
+At the end `derive` asks for candidates, scores each on the whole validation split, tells the
+strategy their rewards and returns the best, each with its latency (`nas.latency`: a batch-1
+forward pass and a training step at the search's batch). The strategy is reached only through
+its ask/tell interface.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from torch import nn
 from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.evaluators import Evaluation, Evaluator, Proposer, StandaloneEvaluator
+from nas.latency import Latency, measure_latency
 from nas.memory_format import use_channels_last
 from nas.metrics import Retrained
-from nas.objective import uses_multiply_adds
+from nas.objective import uses_latency, uses_multiply_adds
 from nas.schedule import cosine_factor
 from nas.seeding import stream_seed
 from nas.states import ArchitectureState
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 DERIVE_BATCH_SIZE = 512  # derivation scores on the whole validation split in large batches
 DERIVE_MARGIN = 1.2  # the time reserved for derivation: its estimate times this
+CPU = torch.device("cpu")  # the supernet trains and scores on the CPU
 DERIVE_OVERHEAD_SECONDS = 0.5  # the derived networks' parameters and multiply-adds counted
 
 @contextlib.contextmanager
@@ -102,7 +107,7 @@ class EnasEvaluator(Evaluator):
                 channels=config.network.channels, in_channels=info.in_channels,
             )
         # channels_last measured 1.5x faster steps on AVX-512 CPUs; unsafe on AVX2 ones
-        channels_last = use_channels_last(torch.device("cpu"), self.supernet)
+        channels_last = use_channels_last(CPU, self.supernet)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.supernet.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(
@@ -117,7 +122,9 @@ class EnasEvaluator(Evaluator):
         self._whole_split: list[Batch] | None = None
         self.deadline: float | None = None
         self.derive_seconds: float | None = None  # measured: one candidate on the whole split
+        self.latency_seconds: float | None = None  # measured: one derived cell's latencies
         self._multiply_adds: dict[str, int] = {}  # per genotype id, when the objective wants them
+        self._latencies: dict[str, dict[str, float | None]] = {}  # per genotype id, measured
 
     # the time budget
 
@@ -126,11 +133,22 @@ class EnasEvaluator(Evaluator):
 
     def reserved_seconds(self) -> float:
         """The estimated time of `derive` (`derive_samples` candidates, each scored on the whole
-        validation split in the measured time), with a margin."""
+        validation split in the measured time, and the latencies of the `derive_top` kept),
+        with a margin."""
         if self.deadline is None:
             return 0.0
-        return (self.options.derive_samples * self.derive_seconds_per_candidate() * DERIVE_MARGIN
+        return ((self.options.derive_samples * self.derive_seconds_per_candidate()
+                 + self.options.derive_top * self.latency_seconds_per_candidate()) * DERIVE_MARGIN
                 + DERIVE_OVERHEAD_SECONDS)
+
+    def latency_seconds_per_candidate(self) -> float:
+        """Seconds to measure one derived cell's latencies (measured once with a fixed
+        genotype, whose latencies are kept like any other's)."""
+        if self.latency_seconds is None:
+            started = time.perf_counter()
+            self.latency(self.supernet.space.sample(random.Random(0)), train_step=True)
+            self.latency_seconds = time.perf_counter() - started
+        return self.latency_seconds
 
     def derive_seconds_per_candidate(self) -> float:
         """Seconds to score one candidate on the whole validation split (measured once with a
@@ -177,10 +195,11 @@ class EnasEvaluator(Evaluator):
         evaluations = []
         for genotype, accuracy, (_, labels) in zip(genotypes, scores, batches, strict=True):
             params, multiply_adds = self.complexity(genotype)
+            latency_ms = self.targeted_latency_ms(genotype)
             evaluations.append(Evaluation(
                 state=ArchitectureState.COMPLETE, reward=self.config.objective.reward(
-                    accuracy, params, multiply_adds),
-                accuracy=accuracy, params=params, flops=multiply_adds,
+                    accuracy, params, multiply_adds, latency_ms),
+                accuracy=accuracy, params=params, flops=multiply_adds, latency_ms=latency_ms,
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": len(labels)},
             ))
         return evaluations
@@ -202,7 +221,8 @@ class EnasEvaluator(Evaluator):
             scores.append(self.score_on_whole_split(genotype))
         candidates = candidates[:len(scores)]
         objective = self.config.objective
-        rewards = [objective.reward(accuracy, *self.complexity(genotype))
+        rewards = [objective.reward(accuracy, *self.complexity(genotype),
+                                    self.targeted_latency_ms(genotype))
                    for accuracy, genotype in zip(scores, candidates, strict=True)]
         ranked = sorted(zip(rewards, scores, candidates, strict=True), key=lambda row: -row[0])
         reward_of = dict(zip(candidates, rewards, strict=True))
@@ -215,12 +235,14 @@ class EnasEvaluator(Evaluator):
         derived = []
         for reward, accuracy, genotype in ranked[: self.options.derive_top]:
             network = extract_network(self.supernet, genotype)
+            latency = self.latency(genotype, train_step=True)
             derived.append((genotype, Evaluation(
                 state=ArchitectureState.COMPLETE, reward=reward, accuracy=accuracy,
                 params=count_parameters(network),
                 flops=count_flops(network, (info.in_channels, info.input_size, info.input_size)),
+                latency_ms=latency.forward_ms,
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": info.valid_size,
-                         "derived_from": len(candidates)},
+                         "derived_from": len(candidates), **latency.as_metrics()},
             )))
         return [(genotype, self.retrained(genotype, evaluation) if rank < self.options.retrain_top
                  else evaluation) for rank, (genotype, evaluation) in enumerate(derived)]
@@ -254,6 +276,8 @@ class EnasEvaluator(Evaluator):
             "epochs_done": self.epochs_done,
             "valid_cursor": self.valid_cursor,
             "uniform": list(self.uniform.getstate()),
+            "latencies": dict(self._latencies),
+            "latency_seconds": self.latency_seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -263,6 +287,9 @@ class EnasEvaluator(Evaluator):
         self.valid_cursor = state["valid_cursor"]
         version, internal, gauss = state["uniform"]
         self.uniform.setstate((version, tuple(internal), gauss))
+        # checkpoints written before latencies were measured have none
+        self._latencies = dict(state.get("latencies", {}))
+        self.latency_seconds = state.get("latency_seconds")
 
     # the work
 
@@ -340,6 +367,31 @@ class EnasEvaluator(Evaluator):
             self._multiply_adds[genotype.id] = count_flops(
                 network, (info.in_channels, info.input_size, info.input_size))
         return params, self._multiply_adds[genotype.id]
+
+    def targeted_latency_ms(self, genotype: Genotype) -> float | None:
+        """The forward latency of `genotype` when the objective targets latency, else None (a
+        candidate is scored in milliseconds; measuring its latency takes about as long)."""
+        if not uses_latency(self.config.objective):
+            return None
+        return self.latency(genotype).forward_ms
+
+    def latency(self, genotype: Genotype, *, train_step: bool = False) -> Latency:
+        """`genotype`'s standalone network's latency on this device (`nas.latency`), measured
+        once per genotype (the training step too once asked for) and kept."""
+        known = self._latencies.setdefault(genotype.id, {})
+        if "forward_ms" not in known or (train_step and known.get("train_step_ms") is None):
+            info = self.data.info
+            network = extract_network(self.supernet, genotype)
+            shape = (info.in_channels, info.input_size, info.input_size)
+            step_options = ({"batch_size": self.options.batch_size,
+                             "num_classes": info.num_classes} if train_step else {})
+            measured = measure_latency(network, shape, device=CPU, **step_options)
+            known.setdefault("forward_ms", measured.forward_ms)
+            if train_step:
+                known["train_step_ms"] = measured.train_step_ms
+        step_ms = known.get("train_step_ms")
+        return Latency(forward_ms=known["forward_ms"], train_step_ms=step_ms, device=str(CPU),
+                       train_batch=None if step_ms is None else self.options.batch_size)
 
     def path_parameters(self, genotype: Genotype) -> int:
         """Parameters of the standalone network of `genotype` (its share of the supernet)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import statistics
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ import torch
 
 from nas.config import SearchConfig
 from nas.data import DataSplits
+from nas.latency import measure_latency, trained_on
 from nas.metrics import Metrics
 from nas.seeding import stream_seed
 from nas.states import ArchitectureState
@@ -147,21 +147,6 @@ class ConcurrentEvaluator(Evaluator):
         return [results[key] for key in range(len(genotypes))]
 
 
-def measure_latency_ms(model: torch.nn.Module, input_shape: tuple[int, ...], repeats: int = 5
-                       ) -> float:
-    """Median milliseconds of one eval-mode forward pass of a single input."""
-    model.eval()
-    example = torch.zeros((1, *input_shape))
-    timings = []
-    with torch.inference_mode():
-        model(example)
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model(example)
-            timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
-
-
 def is_out_of_memory(error: BaseException) -> bool:
     """A host or CUDA allocation that failed (torch raises RuntimeError for the host)."""
     text = str(error).lower()
@@ -252,7 +237,9 @@ class StandaloneEvaluator(Evaluator):
             flops = count_flops(model, input_shape)
             result = train_model(model, self.data, self.train_config, device=self.device,
                                  on_epoch=on_epoch)
-            latency_ms = measure_latency_ms(model.cpu(), input_shape)
+            latency = measure_latency(model, input_shape, device=trained_on(model),
+                                      batch_size=self.train_config.batch_size,
+                                      num_classes=info.num_classes)
         except Exception as error:  # a failed candidate is recorded, the search goes on
             logger.warning("candidate %s failed: %s", genotype.id, error)
             return Evaluation(state=ArchitectureState.FAIL, error=describe_failure(error),
@@ -266,13 +253,14 @@ class StandaloneEvaluator(Evaluator):
             weights_path = str(self._save_weights(genotype, model))
         return Evaluation(
             state=ArchitectureState.COMPLETE,
-            reward=self.config.objective.reward(accuracy, params, flops),
+            reward=self.config.objective.reward(accuracy, params, flops, latency.forward_ms),
             accuracy=accuracy,
             params=params,
             flops=flops,
-            latency_ms=latency_ms,
+            latency_ms=latency.forward_ms,
             train_seconds=result.seconds,
-            metrics=Metrics.model_validate(result.to_dict()),
+            metrics=Metrics.model_validate(result.to_dict()).with_values(
+                **latency.as_metrics()),
             weights_path=weights_path,
         )
 

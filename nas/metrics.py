@@ -41,6 +41,13 @@ class Metrics(BaseModel):
     """ENAS: supernet epochs trained when it was scored."""
     scored_on: int | None = None
     """ENAS: validation examples it was scored on."""
+    train_step_ms: float | None = None
+    """Milliseconds of one training step at the search's batch size (`nas.latency`); the
+    forward latency at batch 1 is the `latency_ms` column."""
+    train_step_batch: int | None = None
+    """The batch size of that training step."""
+    latency_device: str | None = None
+    """The device both latencies were measured on."""
     derived_from: int | None = None
     """ENAS, derived cells: candidates derivation scored."""
     retrained: Retrained | None = None

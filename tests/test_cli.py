@@ -116,7 +116,7 @@ def test_search_then_searches_show_and_resume(env):
     assert again.returncode == 2 and "already finished" in again.stderr
 
 
-def test_search_and_show_report_the_best_parameters_and_multiply_adds(env, tmp_path):
+def test_search_and_show_report_the_best_parameters_multiply_adds_and_latency(env, tmp_path):
     config = tmp_path / "search.yaml"
     config.write_text(
         "evaluator: {name: enas, batch_size: 32, warmup_epochs: 0, derive_samples: 2, "
@@ -134,9 +134,14 @@ def test_search_and_show_report_the_best_parameters_and_multiply_adds(env, tmp_p
         best["params"], best["flops"])
     assert (shown["best_params"], shown["best_multiply_adds"]) == (best["params"], best["flops"])
     assert best["reward"] == pytest.approx(best["accuracy"] * (best["params"] / 5000) ** -0.07)
+    # the derived cell's latency: batch-1 forward pass and a training step at batch 32
+    assert best["latency_ms"] > 0 and best["train_step_ms"] > 0
+    assert summary["best_latency_ms"] == shown["best_latency_ms"] == best["latency_ms"]
     text = " ".join(nas(env, "show", summary["search_id"]).stdout.split())  # unwrapped
     assert (f"best reward {best['reward']:.4f} ({best['params']:,} params, "
-            f"{best['flops']:,} mult-adds)") in text
+            f"{best['flops']:,} mult-adds, {best['latency_ms']:.2f} ms)") in text
+    assert (f"latency {best['latency_ms']:.2f} ms (batch 1), training step "
+            f"{best['train_step_ms']:.1f} ms (batch 32) on cpu") in text
 
 
 @pytest.mark.slow

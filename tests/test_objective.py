@@ -24,3 +24,10 @@ def test_a_targeted_measure_that_is_unknown_gives_no_reward():
     objective = ObjectiveConfig(multiply_adds_target=50_000)
     assert objective_reward(objective, 0.8, 1000, None) is None
     assert objective.reward(0.8, None, 50_000) == pytest.approx(0.8)
+
+
+def test_a_latency_target_multiplies_like_the_others():
+    objective = ObjectiveConfig(latency_target_ms=4.0, latency_weight=-0.5)
+    assert objective.reward(0.8, None, None, 16.0) == pytest.approx(0.8 * 4 ** -0.5)
+    assert objective.reward(0.8, None, None, 4.0) == pytest.approx(0.8)
+    assert objective.reward(0.8, 1000, 50_000, None) is None

@@ -37,6 +37,7 @@ def summary(search: dict[str, Any], top: list | None = None) -> dict[str, Any]:
         "best_reward": best.reward if best else None,
         "best_params": best.params if best else None,
         "best_multiply_adds": best.flops if best else None,
+        "best_latency_ms": best.latency_ms if best else None,
         "best_genotype": best.genotype.to_dict() if best else None, "error": search["error"],
         "created_at": search["created_at"],
     }

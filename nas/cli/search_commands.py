@@ -112,6 +112,7 @@ def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
         "best_reward": best[0].reward if best else None,
         "best_params": best[0].params if best else None,
         "best_multiply_adds": best[0].flops if best else None,
+        "best_latency_ms": best[0].latency_ms if best else None,
         "best_genotype": best[0].genotype.to_dict() if best else None,
         "error": record.error,
     }
@@ -364,8 +365,9 @@ def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
         "genotype_id": architecture.genotype_id, "genotype": architecture.genotype.to_dict(),
         "reward": architecture.reward, "accuracy": architecture.accuracy,
         "params": architecture.params, "flops": architecture.flops,
-        "latency_ms": architecture.latency_ms, "train_seconds": architecture.train_seconds,
-        "error": architecture.error,
+        "latency_ms": architecture.latency_ms,
+        "train_step_ms": architecture.metrics.train_step_ms,
+        "train_seconds": architecture.train_seconds, "error": architecture.error,
     }
 
 
@@ -374,7 +376,8 @@ def _print_architecture(architecture: ArchitectureRecord, rank: int) -> None:
         f"\n[bold]#{rank}[/] {architecture.role} architecture {architecture.id} (genotype "
         f"{architecture.genotype_id}, step {architecture.step}, {architecture.state}): reward "
         f"{_number(architecture.reward)}, accuracy {_number(architecture.accuracy)}, "
-        f"{_integer(architecture.params)} params, {_integer(architecture.flops)} mult-adds",
+        f"{_integer(architecture.params)} params, {_integer(architecture.flops)} mult-adds"
+        f"{_latency_text(architecture)}",
         highlight=False,
     )
     retrained = architecture.metrics.retrained if architecture.retrained else None
@@ -399,8 +402,24 @@ def _best_text(summary: dict[str, Any]) -> str:
         return "-"
     if summary["best_params"] is None and summary["best_multiply_adds"] is None:
         return _number(summary["best_reward"])  # the synthetic evaluator builds no network
+    latency = summary.get("best_latency_ms")
     return (f"{_number(summary['best_reward'])} ({_integer(summary['best_params'])} params, "
-            f"{_integer(summary['best_multiply_adds'])} mult-adds)")
+            f"{_integer(summary['best_multiply_adds'])} mult-adds"
+            + ("" if latency is None else f", {latency:.2f} ms") + ")")
+
+
+def _latency_text(architecture: ArchitectureRecord) -> str:
+    """", latency X ms (batch 1), training step Y ms (batch B) on DEVICE" for what was measured
+    (`nas.latency`), else nothing."""
+    if architecture.latency_ms is None:
+        return ""
+    metrics = architecture.metrics
+    text = f", latency {architecture.latency_ms:.2f} ms (batch 1)"
+    if metrics.train_step_ms is not None:
+        text += f", training step {metrics.train_step_ms:.1f} ms"
+        if metrics.train_step_batch is not None:
+            text += f" (batch {metrics.train_step_batch})"
+    return text + (f" on {metrics.latency_device}" if metrics.latency_device else "")
 
 
 def _number(value: float | None) -> str:

@@ -33,7 +33,8 @@ import torch
 from pydantic import ValidationError
 
 from nas.config import SearchConfig
-from nas.evaluators import describe_failure, measure_latency_ms, standalone_train_config
+from nas.evaluators import describe_failure, standalone_train_config
+from nas.latency import measure_latency, trained_on
 from nas.search import open_dataset
 from nas.seeding import stream_seed
 from nas.store import ArchitectureRecord, ArchitectureRole, ArchitectureState, SearchRecord, Store
@@ -162,16 +163,18 @@ def _train_one(name: str, config: SearchConfig, data: Any) -> dict[str, Any]:
                                    input_size=info.input_size, in_channels=info.in_channels)
         params, flops = count_parameters(model), count_flops(model, shape)
         result = train_model(model, data, recipe)
-        latency_ms = measure_latency_ms(model.cpu(), shape)
+        latency = measure_latency(model, shape, device=trained_on(model),
+                                  batch_size=recipe.batch_size, num_classes=info.num_classes)
     except Exception as error:  # recorded; the other networks go on
         logger.warning("zoo baseline %s failed: %s", name, error)
         return {"state": ArchitectureState.FAIL, "error": describe_failure(error),
                 "metrics": base | {"traceback": traceback.format_exc(limit=20)}}
     accuracy = max(epoch.val_accuracy for epoch in result.history[-config.evaluator.reward_epochs:])
     return {"state": ArchitectureState.COMPLETE,
-            "reward": config.objective.reward(accuracy, params, flops), "accuracy": accuracy,
-            "params": params, "flops": flops, "latency_ms": latency_ms,
-            "train_seconds": result.seconds, "metrics": base | result.to_dict()}
+            "reward": config.objective.reward(accuracy, params, flops, latency.forward_ms),
+            "accuracy": accuracy, "params": params, "flops": flops,
+            "latency_ms": latency.forward_ms, "train_seconds": result.seconds,
+            "metrics": base | result.to_dict() | latency.as_metrics()}
 
 
 def run(store: Store, search_id: str, archs: Sequence[str],

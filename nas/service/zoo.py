@@ -21,7 +21,7 @@ import torch
 
 import searchspace
 from nas.architectures import Architecture, all_architectures
-from nas.evaluators import measure_latency_ms
+from nas.latency import forward_ms
 from nas.paths import nas_home
 from searchspace.complexity import count_flops, count_parameters
 
@@ -77,7 +77,7 @@ def measure(architecture: Architecture, cells: int, channels: int) -> dict[str, 
                                    input_size=INPUT_SHAPE[1], cells=cells, channels=channels)
     return {"name": architecture.name, "kind": architecture.kind,
             "params": count_parameters(model), "flops": count_flops(model, INPUT_SHAPE),
-            "latency_ms": round(measure_latency_ms(model, INPUT_SHAPE, LATENCY_REPEATS), 3),
+            "latency_ms": round(forward_ms(model, INPUT_SHAPE, repeats=LATENCY_REPEATS), 3),
             "latency_threads": torch.get_num_threads()}
 
 
