@@ -201,6 +201,8 @@ class UnknownOp(UnknownName):
     """No op is registered under the requested name."""
 
 
+# Any change here that alters the network an existing genotype builds raises
+# `searchspace.op_set.OP_SET_VERSION`.
 # Each op: `builder(channels, stride) -> nn.Module`, registered under its name. `nas export`
 # copies these builders and the classes they use into the standalone module.
 OPS: Registry[OpBuilder] = Registry("op", unknown=UnknownOp)

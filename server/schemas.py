@@ -74,8 +74,10 @@ class ArchitectureOut(BaseModel):
     accuracy: float | None
     params: int | None
     flops: int | None = Field(description="multiply-adds of one forward pass")
-    latency_ms: float | None
+    latency_ms: float | None = Field(description="ms of one forward pass at batch 1")
     train_seconds: float | None
+    op_set_version: int = Field(description="the op set it was found with; exports need the "
+                                "release's own")
     error: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -88,7 +90,8 @@ class ArchitectureOut(BaseModel):
             genotype=json.loads(record.genotype_json),  # as stored: the canonical to_json()
             reward=record.reward, accuracy=record.accuracy,
             params=record.params, flops=record.flops, latency_ms=record.latency_ms,
-            train_seconds=record.train_seconds, error=record.error,
+            train_seconds=record.train_seconds, op_set_version=record.op_set_version,
+            error=record.error,
             created_at=record.created_at, finished_at=record.finished_at)
 
 

@@ -139,7 +139,8 @@ def architecture_record(row: dict[str, Any]) -> ArchitectureRecord:
         state=ArchitectureState(row["state"]), role=ArchitectureRole(row["role"]), parent_id=None,
         evaluator=row["evaluator"], reward=row["reward"], accuracy=row["accuracy"],
         params=row["params"], flops=row["flops"], latency_ms=row["latency_ms"],
-        train_seconds=row["train_seconds"], metrics=None, error=row["error"],
+        train_seconds=row["train_seconds"], metrics=row.get("metrics"), error=row["error"],
+        op_set_version=row.get("op_set_version", 1),
         created_at=datetime.fromisoformat(row["created_at"]),
         finished_at=datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None)
 

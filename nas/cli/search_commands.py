@@ -18,6 +18,7 @@ from nas.cli.remote import Remote, server
 from nas.cli.remote_commands import follow, remote, title
 from nas.cli.remote_commands import summary as remote_summary
 from nas.config import SearchConfig, load_config, merge, parse_config
+from nas.metrics import Metrics
 from nas.ownership import OwnershipSettings
 from nas.search import StepReport, create_search, run_search
 from nas.service import baselines
@@ -366,7 +367,8 @@ def _architecture_dict(architecture: ArchitectureRecord) -> dict[str, Any]:
         "reward": architecture.reward, "accuracy": architecture.accuracy,
         "params": architecture.params, "flops": architecture.flops,
         "latency_ms": architecture.latency_ms,
-        "train_step_ms": architecture.metrics.train_step_ms,
+        "train_step_ms": Metrics.of(architecture.metrics).train_step_ms,
+        "op_set_version": architecture.op_set_version,
         "train_seconds": architecture.train_seconds, "error": architecture.error,
     }
 
@@ -413,7 +415,7 @@ def _latency_text(architecture: ArchitectureRecord) -> str:
     (`nas.latency`), else nothing."""
     if architecture.latency_ms is None:
         return ""
-    metrics = architecture.metrics
+    metrics = Metrics.of(architecture.metrics)
     text = f", latency {architecture.latency_ms:.2f} ms (batch 1)"
     if metrics.train_step_ms is not None:
         text += f", training step {metrics.train_step_ms:.1f} ms"

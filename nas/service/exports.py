@@ -23,9 +23,10 @@ from nas.data.imagefolder import DEFAULT_INPUT_SIZE, list_classes
 from nas.export import FORMATS, ExportSpec, export
 from nas.store import ArchitectureRecord, SearchRecord, SearchStatus, Store
 from nas.transfer import TRANSFER_ROLE
+from searchspace.op_set import OP_SET_VERSION
 
 from .baselines import ZOO_ROLE
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 
 # (classes, input channels, input size) of the built-in datasets
 DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
@@ -107,10 +108,23 @@ def dataset_shape(name: str, path: Path | None, input_size: int | None
     return classes, 3, input_size or DEFAULT_INPUT_SIZE
 
 
+def check_op_set(architecture: ArchitectureRecord) -> None:
+    """Refuse an architecture found with an op set other than the one this release builds
+    (`searchspace.op_set`): its network would not be the one that was scored."""
+    found = architecture.op_set_version
+    if found != OP_SET_VERSION:
+        raise Conflict(
+            f"architecture {architecture.id} was found with op set {found}; this release "
+            f"builds op set {OP_SET_VERSION}, whose ops differ, so its network would not be the "
+            f"one that was scored: export it with a release of op set {found}, or search again")
+
+
 def spec_for(picked: Ranked, *, cells: int | None = None, channels: int | None = None,
              num_classes: int | None = None, input_size: int | None = None) -> ExportSpec:
     """Network settings: the arguments, else what the architecture was trained with
-    (transferred ones record it), else the search's proxy network and dataset."""
+    (transferred ones record it), else the search's proxy network and dataset. Refuses an
+    architecture of another op set (`check_op_set`)."""
+    check_op_set(picked.architecture)
     metrics = picked.architecture.metrics
     if picked.architecture.role == ZOO_ROLE:
         name = (metrics.zoo if metrics is not None else None) or "network"

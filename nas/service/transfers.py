@@ -81,6 +81,7 @@ def source_cell(store: Store, request: TransferRequest
     if request.search_id is None:
         return None, read_genotype_file(request.genotype_file)
     source = exports.pick(store, request.search_id, request.rank).architecture
+    exports.check_op_set(source)
     return source, source.genotype
 
 

@@ -145,6 +145,8 @@ class Architecture(Base):
     """Its trained weights (what `nas export` writes with it), when they were kept."""
     retrained: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A derived cell also trained from scratch (its outcome: `metrics.retrained`)."""
+    op_set_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """`searchspace.op_set.OP_SET_VERSION` when it was found (rows before revision 0005: 1)."""
 
 
 class Event(Base):

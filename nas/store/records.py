@@ -82,6 +82,8 @@ class ArchitectureRecord:
     """Its trained weights, when they were kept."""
     retrained: bool = False
     """A derived cell also trained from scratch (its outcome: `metrics.retrained`)."""
+    op_set_version: int = 1
+    """The op set it was found with (`searchspace.op_set.OP_SET_VERSION`)."""
 
     def __post_init__(self) -> None:  # the row holds the metrics as JSON
         if isinstance(self.metrics, dict):

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from nas.metrics import Metrics
 from nas.states import ENDED_STATUSES
 from searchspace.genotype import Genotype
+from searchspace.op_set import OP_SET_VERSION
 
 from . import migrations
 from .engine import WRITE_OPTION, create_store_engine, default_url
@@ -394,7 +395,7 @@ class Store(PageQueries):
                     search_id=search_id, step=step, genotype_json=genotype.to_json(),
                     genotype_id=genotype.id, state=ArchitectureState.WAITING,
                     role=ArchitectureRole(role),
-                    parent_id=parent_id, evaluator=evaluator,
+                    parent_id=parent_id, evaluator=evaluator, op_set_version=OP_SET_VERSION,
                 )
                 for genotype in genotypes
             ]

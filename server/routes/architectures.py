@@ -15,6 +15,8 @@ from server.schemas import ArchitectureDetail, ArchitectureLogs, ArchitectureOut
 
 router = APIRouter(prefix="/api/v1/architectures", tags=["architectures"])
 ERRORS = errors(401, 404, 422, not_found="unknown architecture id")
+EXPORT_ERRORS = errors(401, 404, 409, 422, not_found="unknown architecture id",
+                       conflict="found with another op set than this release builds")
 
 
 @router.get("/{architecture_id}", response_model=ArchitectureDetail, responses=ERRORS)
@@ -38,7 +40,7 @@ def logs(architecture_id: int, _: ReadAccess, store: StoreDep) -> ArchitectureLo
                             log=architecture_service.log_lines(record))
 
 
-@router.get("/{architecture_id}/export", response_class=Response, responses=ERRORS | {
+@router.get("/{architecture_id}/export", response_class=Response, responses=EXPORT_ERRORS | {
     200: {"content": {"application/octet-stream": {}, "text/x-python": {},
                       "application/zip": {}},
           "description": "the file `nas export` writes (a zip when it writes several)"}})
