@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -375,3 +377,14 @@ def test_hymenoptera_at_64() -> None:
     valid = first_batch(splits.valid_loader(32))[0]
     assert valid.shape == (32, 3, 64, 64) and abs(valid.mean().item()) < 0.5
     assert torch.equal(valid, first_batch(splits.valid_loader(32))[0])
+
+
+def test_torchvision_is_imported_only_when_an_image_folder_is_opened(tmp_path):
+    """torchvision costs a process about 160 MiB; a search on digits or CIFAR-10 and the API
+    server never need it (a fresh interpreter, as `nas search` and `nas serve` start)."""
+    probe = ("import sys, nas.cli, nas.enas, nas.search, server.app; "
+             "print('torchvision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -1,4 +1,9 @@
-"""ImageNet-layout folders (``<dir>/<class>/*.jpg``), decoded lazily with PIL per batch."""
+"""ImageNet-layout folders (``<dir>/<class>/*.jpg``), decoded lazily with PIL per batch.
+
+torchvision (its transforms and folder scanning) is imported when a folder is opened, not with
+this module: importing it costs every process about 160 MiB of memory (a search on digits or
+CIFAR-10, the API server), and only image folders use it.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision import transforms
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, make_dataset
 
 from nas.data.core import (
     DatasetError,
@@ -29,11 +32,16 @@ from nas.data.core import (
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_SIZE = 224
-LAYOUT = (
-    "<dir>/<class>/<image> with at least 2 class folders, each holding images "
-    f"({', '.join(IMG_EXTENSIONS)}); or the same under <dir>/train/, with <dir>/val/ "
-    "optionally used for validation"
-)
+
+
+def layout() -> str:
+    """The folder layout that is expected, for error messages."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return ("<dir>/<class>/<image> with at least 2 class folders, each holding images "
+            f"({', '.join(IMG_EXTENSIONS)}); or the same under <dir>/train/, with <dir>/val/ "
+            "optionally used for validation")
+
 
 Sample = tuple[str, int]
 CHECKED_PER_CLASS = 3  # images decoded per class when a folder is opened
@@ -42,6 +50,8 @@ Transform = Callable[[Image.Image], Tensor]
 
 def train_transform(size: int) -> Transform:
     """RandomResizedCrop(size, scale=(0.35, 1)) + horizontal flip + ImageNet normalization."""
+    from torchvision import transforms
+
     return transforms.Compose([
         transforms.RandomResizedCrop(size, scale=(0.35, 1.0)),
         transforms.RandomHorizontalFlip(),
@@ -52,6 +62,8 @@ def train_transform(size: int) -> Transform:
 
 def eval_transform(size: int) -> Transform:
     """Resize(size * 8/7) + CenterCrop(size) + ImageNet normalization."""
+    from torchvision import transforms
+
     return transforms.Compose([
         transforms.Resize(int(size * 8 / 7)),
         transforms.CenterCrop(size),
@@ -71,13 +83,15 @@ def scan_folder(root: Path, class_names: list[str] | None = None) -> tuple[list[
 
     With ``class_names`` given (a validation folder), its classes must be among them.
     """
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
     if not root.is_dir():
-        raise DatasetError(f"image folder {root} does not exist; expected {LAYOUT}")
+        raise DatasetError(f"image folder {root} does not exist; expected {layout()}")
     found = list_classes(root)
     if class_names is None:
         if len(found) < 2:
             raise DatasetError(
-                f"{root} has {len(found)} class folder(s), need at least 2; expected {LAYOUT}"
+                f"{root} has {len(found)} class folder(s), need at least 2; expected {layout()}"
             )
         class_names = found
     elif unknown := sorted(set(found) - set(class_names)):
@@ -87,12 +101,15 @@ def scan_folder(root: Path, class_names: list[str] | None = None) -> tuple[list[
     samples = make_dataset(root, present, extensions=IMG_EXTENSIONS, allow_empty=True)
     counts = Counter(label for _, label in samples)
     if empty := [str(root / name) for name in found if counts[class_to_index[name]] == 0]:
-        raise DatasetError(f"class folder(s) {', '.join(empty)} hold no images; expected {LAYOUT}")
+        raise DatasetError(
+            f"class folder(s) {', '.join(empty)} hold no images; expected {layout()}")
     return class_names, samples
 
 
 def decode(path: str) -> Image.Image:
     """The image at `path` as RGB; DatasetError naming the file when it cannot be decoded."""
+    from torchvision.datasets.folder import default_loader
+
     try:
         return default_loader(path)
     except (OSError, UnidentifiedImageError, ValueError) as error:
@@ -196,7 +213,7 @@ def scan_imagefolder(data_dir: str | Path | None
     if data_dir is None and not root.is_dir():
         raise DatasetError(
             f"no image folder at {root} (the default: $NAS_DATA_DIR/imagefolder or "
-            f"./data/imagefolder); pass --data-dir (data_dir=); expected {LAYOUT}"
+            f"./data/imagefolder); pass --data-dir (data_dir=); expected {layout()}"
         )
     train_root = root / "train" if (root / "train").is_dir() else root
     class_names, pool = scan_folder(train_root)
