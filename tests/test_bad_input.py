@@ -146,6 +146,8 @@ def test_nul_in_a_name_on_postgresql(env, tmp_path):
     engine = sqlalchemy.create_engine(url)  # plain SQL: the database may be at a newer revision
     try:
         with engine.connect() as connection:
+            if not sqlalchemy.inspect(connection).has_table("searches"):
+                return  # the config was refused before the store was opened: nothing written
             count = connection.execute(sqlalchemy.text(
                 "select count(*) from searches where name like :name"), {"name": f"{name}%"})
             assert count.scalar() == 0

@@ -258,6 +258,13 @@ def topology(tmp_path_factory, database):
     assert left == [], [title(pid) for pid in left]  # `ray start --block` stopped them all
 
 
+def wait_for_an_idle_cluster(topology: Topology) -> None:
+    """Until the runs of the tests before (a killed runner and its replacement, reaped runners)
+    have given back their CPUs, so that a new search's runner (2 CPUs) fits on the head and its
+    two trials find one CPU there and one on the second node."""
+    wait_until(lambda: topology.free_cpus() == 4, 90, "the earlier runs to free their CPUs")
+
+
 def launch(topology: Topology, config: dict) -> str:
     response = httpx.post(f"{topology.server.url}/api/v1/searches", json=config, headers=AUTH,
                           timeout=30)
@@ -283,6 +290,7 @@ def wait_finished(topology: Topology, search_id: str, timeout: float = 150) -> d
 
 
 def test_a_search_launched_through_the_api_trains_on_both_ray_nodes(topology):
+    wait_for_an_idle_cluster(topology)
     search_id = launch(topology, TINY)
     body = wait_finished(topology, search_id)
     assert body["status"] == "finished", (body, topology.server.log.read_text()[-3000:])
@@ -303,6 +311,7 @@ def trial_processes(node: RayNode) -> dict[int, str]:
 
 
 def test_a_ray_worker_killed_mid_candidate_is_retried_and_no_row_is_lost(topology):
+    wait_for_an_idle_cluster(topology)
     search_id = launch(topology, TINY | {"name": "worker-killed", "seed": 5})
     second = topology.nodes[1]
     victims = wait_until(lambda: trial_processes(second), 120, "a trial on the second node")
@@ -398,6 +407,7 @@ def raylet_of(node: RayNode) -> int:
 def test_the_second_ray_node_stopped_mid_candidate_its_candidate_runs_on_the_head(topology):
     """The node dies as its host would (its raylet killed: no drain, no goodbye); the trial it
     ran is retried on the head and the search finishes without it. The node joins again."""
+    wait_for_an_idle_cluster(topology)
     search_id = launch(topology, TINY | {"name": "node-stopped", "seed": 11})
     second = topology.nodes[1]
     wait_until(lambda: trial_processes(second), 120, "a trial on the second node")

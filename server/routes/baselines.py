@@ -38,7 +38,7 @@ class BaselinesOut(BaseModel):
 
 
 @router.post("/{search_id}/baselines", status_code=202, response_model=BaselinesOut,
-             responses=errors(401, 403, 404, 409, 422, not_found="unknown search id",
+             responses=errors(400, 401, 403, 404, 409, 422, not_found="unknown search id",
                               conflict="the search has baselines still training"))
 def train_baselines(search_id: str, _: WriteAccess, store: StoreDep, settings: SettingsDep,
                     body: Annotated[BaselinesIn | None, Body()] = None) -> BaselinesOut:
