@@ -255,7 +255,7 @@ def ranking_fidelity(store: Store, candidates: int) -> dict:
     last = rows[-candidates:]  # scored under the final shared weights' last epoch
     genotypes = [row.genotype for row in last]
     one_batch = [row.reward for row in last]
-    whole_split = enas.accuracies(genotypes, [list(data.valid_loader(512))] * len(genotypes))
+    whole_split = enas.accuracies(genotypes, [enas.whole_split()] * len(genotypes))
     standalone = StandaloneEvaluator(config, data)  # the same network and proxy budget
     trained = [standalone.evaluate_one(genotype).accuracy for genotype in genotypes]
     return {"candidates": len(genotypes), "one_batch_rewards": one_batch,

@@ -50,7 +50,6 @@ from searchspace.supernet import Supernet, extract_network
 
 logger = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
-DERIVE_BATCH_SIZE = 512  # derivation scores on the whole validation split in large batches
 DERIVE_MARGIN = 1.2  # the time reserved for derivation: its estimate times this
 CPU = torch.device("cpu")  # the supernet trains and scores on the CPU
 DERIVE_OVERHEAD_SECONDS = 0.5  # the derived networks' parameters and multiply-adds counted
@@ -119,7 +118,6 @@ class EnasEvaluator(Evaluator):
         self.valid_cursor = 0
         self.uniform = random.Random(f"enas-uniform-{config.seed}")
         self.valid_batches = list(data.valid_loader(self.options.batch_size))
-        self._whole_split: list[Batch] | None = None
         self.deadline: float | None = None
         self.derive_seconds: float | None = None  # measured: one candidate on the whole split
         self.latency_seconds: float | None = None  # measured: one derived cell's latencies
@@ -167,9 +165,11 @@ class EnasEvaluator(Evaluator):
         return accuracy
 
     def whole_split(self) -> list[Batch]:
-        if self._whole_split is None:
-            self._whole_split = list(self.data.valid_loader(DERIVE_BATCH_SIZE))
-        return self._whole_split
+        """The validation split in the search's batches: batch norm normalises with the same
+        batch size as when candidates are scored, and no second copy of the split is held
+        (batches of 512 took 1.4x as long on 2 cores and 0.5 GiB more memory at the peers'
+        CIFAR configuration: docs/benchmarks.md, "Search footprint and latency")."""
+        return self.valid_batches
 
     def training_time_left(self) -> bool:
         """Whether the supernet may keep training: no deadline, or before it less the reserve."""
