@@ -20,6 +20,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
+# the peers' CIFAR split (../shared/PEERS.md): the last 1,000 of its 5,085 images held out
+PEERS_CIFAR = {"name": "cifar10", "path": str(CIFAR), "valid_fraction": 1000 / 5085}
 
 DOC_HEADER = """# Benchmarks
 

@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _common import (
+    CIFAR,
+    PEERS_CIFAR,
     ROOT,
     command_line,
     machine_info,
@@ -55,8 +57,6 @@ from searchspace.network import CellNetwork
 from searchspace.supernet import Supernet, extract_network
 from searchspace.zoo import create_network
 
-CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
-VALID_FRACTION = 1000 / 5085  # the peers' split: 1,000 validation images
 PARTS = ("cost", "step", "memory", "quality", "ranking")
 NNI = {"step_s": 0.83, "score_s": 0.39, "peak_rss_gib": 2.3, "accuracy_after_335s": "15-25%"}
 
@@ -64,7 +64,7 @@ NNI = {"step_s": 0.83, "score_s": 0.39, "peak_rss_gib": 2.3, "accuracy_after_335
 def cifar_config(**overrides) -> SearchConfig:
     data = {
         "name": "bench-enas", "seed": 0,
-        "dataset": {"name": "cifar10", "path": str(CIFAR), "valid_fraction": VALID_FRACTION},
+        "dataset": PEERS_CIFAR,
         "network": {"cells": 2, "channels": 16},
     }
     data.update(overrides)

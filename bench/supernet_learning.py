@@ -1,0 +1,144 @@
+"""How fast the ENAS supernet learns: ENAS's five ops against the ten default ops.
+
+For each op set, the real `EnasEvaluator` trains its supernet epoch by epoch on uniformly
+sampled paths (a fresh path per minibatch, as a search's warm-up does); after each epoch the
+same `--paths` random paths are scored on the whole validation split under the shared
+weights. A control row trains one fixed path of the ten-op space alone in the same supernet:
+what the weights learn when nothing is shared between paths.
+
+    .venv/bin/python bench/supernet_learning.py [--dataset digits|cifar] [--epochs 8]
+        [--paths 10] [--threads 1] [--no-docs]
+
+Prints one JSON object and rewrites the "Supernet learning, five ops vs ten ops" section of
+docs/benchmarks.md (one table per dataset run; the other dataset's table is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+from _common import (
+    PEERS_CIFAR,
+    command_line,
+    load_average,
+    machine_info,
+    markdown_table,
+    set_threads,
+    today,
+    write_section,
+)
+
+from nas.config import parse_config
+from nas.enas import EnasEvaluator
+from nas.search import open_dataset
+from searchspace.spaces import DEFAULT_OPS, ENAS_OPS
+
+DATASETS = {
+    "digits": ({"name": "digits"}, 1),
+    "cifar": (PEERS_CIFAR, 2),
+}
+SECTION = "Supernet learning, five ops vs ten ops (bench/supernet_learning.py)"
+
+
+def learning_curve(dataset: str, ops: tuple[str, ...], epochs: int, paths: int,
+                   fixed: bool = False) -> list[dict]:
+    """Loss and mean whole-split accuracy of `paths` random paths after each epoch."""
+    data_config, cells = DATASETS[dataset]
+    config = parse_config({
+        "name": "bench-learning", "seed": 0, "dataset": data_config,
+        "space": {"ops": list(ops)}, "network": {"cells": cells, "channels": 16},
+        "evaluator": {"name": "enas", "warmup_epochs": epochs},
+        "budget": {"architectures": 1},  # plans `epochs` + 1 epochs: the cosine schedule
+    })
+    data = open_dataset(config)
+    enas = EnasEvaluator(config, data)
+    space = enas.supernet.space
+    scored = [space.sample(random.Random(f"paths-{index}")) for index in range(paths)]
+    if fixed:
+        scored = scored[:1]
+        enas.supernet.space = OnePath(space, scored[0])
+    curve, trained = [], 0.0
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        loss = enas.train_epoch(None, uniform=True)
+        trained += time.perf_counter() - started
+        accuracies = [enas.score_on_whole_split(genotype) for genotype in scored]
+        curve.append({"epoch": epoch, "steps": epoch * (data.info.train_size // 64),
+                      "loss": round(loss, 3),
+                      "accuracy": round(statistics.mean(accuracies), 3),
+                      "train_s": round(trained, 1)})
+    return curve
+
+
+class OnePath:
+    """`space`, except that sampling always gives `genotype` (the control: one path trains
+    alone, no weights are shared between paths)."""
+
+    def __init__(self, space, genotype) -> None:
+        self.space, self.genotype = space, genotype
+
+    def sample(self, rng: random.Random):
+        return self.genotype
+
+    def __getattr__(self, name: str):
+        return getattr(self.space, name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--paths", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    load_before, started = load_average(), time.perf_counter()
+    runs = {
+        "ENAS's five ops": learning_curve(args.dataset, ENAS_OPS, args.epochs, args.paths),
+        "ten default ops": learning_curve(args.dataset, DEFAULT_OPS, args.epochs, args.paths),
+        "one fixed ten-op path (control)": learning_curve(args.dataset, DEFAULT_OPS,
+                                                          args.epochs, 1, fixed=True),
+    }
+    result = {"machine": machine_info(), "command": command_line(), "dataset": args.dataset,
+              "epochs": args.epochs,
+              "paths": args.paths, "threads": args.threads, "runs": runs,
+              "seconds": round(time.perf_counter() - started, 1),
+              "load_average": {"before": load_before, "after": load_average()}}
+    print(json.dumps(result, indent=2))
+    if not args.no_docs:
+        write_section(f"{SECTION}, {args.dataset}", markdown(result))
+
+
+def markdown(result: dict) -> str:
+    runs, load = result["runs"], result["load_average"]
+    names = list(runs)
+    headers = ["epoch"] + [f"{name}: {column}" for name in names
+                           for column in ("loss", "accuracy", "train s")]
+    rows = []
+    for epoch in range(result["epochs"]):
+        rows.append([epoch + 1] + [value for name in names
+                                   for value in (runs[name][epoch]["loss"],
+                                                 runs[name][epoch]["accuracy"],
+                                                 runs[name][epoch]["train_s"])])
+    return "\n".join([
+        f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
+        f"{result['threads']} torch thread(s), load average before {load['before']}, after "
+        f"{load['after']}. {result['runs'][next(iter(result['runs']))][0]['steps']} minibatches "
+        f"per epoch. Supernet of width 16, {DATASETS[result['dataset']][1]} cell(s) per "
+        "stage, batch 64, Adam 1e-2 warmed up over 3 epochs and cosine-annealed, a uniformly "
+        "sampled path per minibatch. Loss: the epoch's mean training loss; accuracy: the mean "
+        f"over {result['paths']} fixed random paths of each one's accuracy on the whole "
+        "validation split under the shared weights (the control: its one path); train s: "
+        "cumulative seconds of supernet training.",
+        "",
+        markdown_table(headers, rows),
+    ]) + "\n"
+
+
+if __name__ == "__main__":
+    main()
