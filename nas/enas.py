@@ -168,7 +168,7 @@ class EnasEvaluator(Evaluator):
         """The validation split in the search's batches: batch norm normalises with the same
         batch size as when candidates are scored, and no second copy of the split is held
         (batches of 512 took 1.4x as long on 2 cores and 0.5 GiB more memory at the peers'
-        CIFAR configuration: docs/benchmarks.md, "Search footprint and latency")."""
+        CIFAR configuration: docs/benchmarks.md, "ENAS memory: where it goes")."""
         return self.valid_batches
 
     def training_time_left(self) -> bool:
