@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    CIFAR,
     PEERS_CIFAR,
     ROOT,
     command_line,
@@ -94,9 +95,9 @@ def tree_rss_mib(root: int) -> float:
     return sum(resident.get(pid, 0) for pid in tree) * PAGE_KIB / 1024
 
 
-def run_search(config: dict, threads: int, workdir: Path) -> dict:
+def run_search(config: dict, threads: int, workdir: Path, name: str) -> dict:
     """`nas search --json` in a child process; its summary, wall time and peak tree RSS."""
-    path = workdir / f"{len(list(workdir.iterdir()))}.json"
+    path = workdir / f"{name}.json"
     path.write_text(json.dumps(config))
     env = {**os.environ, "NAS_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "NAS_HOME": str(workdir / "home")}
@@ -157,6 +158,8 @@ def main() -> None:
                         help="objective.latency_weight of the targeted search")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
+    if not CIFAR.exists():
+        sys.exit(f"bench/search_footprint.py needs {CIFAR} (the peers' data)")
     set_threads(args.threads)
     load_before = load_average()
     started = time.perf_counter()
@@ -167,7 +170,7 @@ def main() -> None:
                                       ("latency target", target["forward_ms"])):
             config = search_config(args.search_seconds, args.warmup_epochs, latency_target,
                                    args.latency_weight)
-            searches[label] = run_search(config, args.threads, Path(tmp))
+            searches[label] = run_search(config, args.threads, Path(tmp), label.replace(" ", "-"))
             searches[label]["latency_target_ms"] = latency_target
     networks = {f"derived best, {label}": CellNetwork(
         Genotype.from_dict(run["summary"]["best_genotype"]), num_classes=10, cells=2,

@@ -19,9 +19,11 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import time
 
 from _common import (
+    CIFAR,
     PEERS_CIFAR,
     command_line,
     load_average,
@@ -96,6 +98,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
+    if args.dataset == "cifar" and not CIFAR.exists():
+        sys.exit(f"bench/supernet_learning.py --dataset cifar needs {CIFAR} (the peers' data)")
     set_threads(args.threads)
     load_before, started = load_average(), time.perf_counter()
     runs = {
