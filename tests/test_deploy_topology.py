@@ -413,25 +413,27 @@ def test_the_second_ray_node_stopped_mid_candidate_its_candidate_runs_on_the_hea
     wait_until(lambda: trial_processes(second), 120, "a trial on the second node")
     node_processes = descendants(second.process.pid)
     os.kill(raylet_of(second), signal.SIGKILL)
-    stopped_at = time.monotonic()
-    second.process.wait(timeout=60)  # `ray start --block` saw its raylet die and exited
-    wait_until(lambda: not alive(node_processes), 60, "the node's processes to end")
-    body = wait_finished(topology, search_id, timeout=180)
-    recovered = time.monotonic() - stopped_at
-    assert body["status"] == "finished", (body, topology.server.log.read_text()[-3000:])
-    rows = assert_every_row_once(topology, search_id, 4)
-    # the target: recovered within 60 s (the node does not come back; the 2-3 candidates left
-    # train a few seconds each on the head, one at a time)
-    assert recovered < 60, recovered
-    details = details_of(topology, rows)
-    retried = sum(detail["metrics"].get("worker_failures", 0) for detail in details)
-    assert retried == 1, [detail["metrics"] for detail in details]
-    [retry] = [detail for detail in details if detail["metrics"].get("worker_failures")]
-    head_id = next(node for node, role in topology.node_roles.items() if role == "head")
-    assert retry["metrics"]["worker"]["node_id"] == head_id  # ran again on the node left
-    print(f"node stopped: {retried} candidate retried on the head; the search finished "
-          f"{recovered:.1f} s after the stop")
-    topology.join_second_node()  # as its container restarts; the tests after need two nodes
+    try:
+        stopped_at = time.monotonic()
+        second.process.wait(timeout=60)  # `ray start --block` saw its raylet die and exited
+        wait_until(lambda: not alive(node_processes), 60, "the node's processes to end")
+        body = wait_finished(topology, search_id, timeout=180)
+        recovered = time.monotonic() - stopped_at
+        assert body["status"] == "finished", (body, topology.server.log.read_text()[-3000:])
+        rows = assert_every_row_once(topology, search_id, 4)
+        # the target: recovered within 60 s (the node does not come back; the 2-3 candidates left
+        # train a few seconds each on the head, one at a time)
+        assert recovered < 60, recovered
+        details = details_of(topology, rows)
+        retried = sum(detail["metrics"].get("worker_failures", 0) for detail in details)
+        assert retried == 1, [detail["metrics"] for detail in details]
+        [retry] = [detail for detail in details if detail["metrics"].get("worker_failures")]
+        head_id = next(node for node, role in topology.node_roles.items() if role == "head")
+        assert retry["metrics"]["worker"]["node_id"] == head_id  # ran again on the node left
+        print(f"node stopped: {retried} candidate retried on the head; the search finished "
+              f"{recovered:.1f} s after the stop")
+    finally:  # as its container restarts; the tests after need two nodes
+        topology.join_second_node()
 
 
 def test_postgresql_stopped_for_10_s_mid_search_the_search_goes_on(topology):
@@ -440,6 +442,7 @@ def test_postgresql_stopped_for_10_s_mid_search_the_search_goes_on(topology):
     search finishes by the same owner, every row once."""
     if topology.cluster is None:
         pytest.skip("the topology runs on the shared PostgreSQL, which no test may stop")
+    wait_for_an_idle_cluster(topology)
     search_id = launch(topology, TINY | {"name": "database-stopped", "seed": 13,
                                          "budget": {"architectures": 6}})
     wait_until(lambda: any(row["state"] == "COMPLETE" for row in rows_of(topology, search_id)),

@@ -71,3 +71,18 @@ def test_a_node_killed_mid_search_loses_no_candidate(two_nodes, store, tmp_path,
     failed = sum(row.state is ArchitectureState.FAIL for row in rows)
     # the trials killed with the node were retried (and may have completed) or failed
     assert running >= 1 and retried + failed >= 1, [(row.state, row.error) for row in rows]
+
+
+@pytest.mark.slow
+def test_the_candidate_queue_lives_on_the_node_of_the_search_that_made_it(two_nodes):
+    """The queue needs no CPU, so Ray could put it on any node; on a worker node it died with
+    that node and failed the search (a CI run: `Connection refused ... on the actor`)."""
+    from workers.tune_searcher import CandidateQueue
+
+    here = ray.get_runtime_context().get_node_id()
+    queues = [CandidateQueue() for _ in range(16)]
+    try:
+        assert [queue.node_id() for queue in queues] == [here] * 16
+    finally:
+        for queue in queues:
+            queue.release()

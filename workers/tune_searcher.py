@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 from ray.tune.search import Searcher
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 TUNE_INTERFACE: dict[str, tuple[str, ...]] = {
     "__init__": ("self", "metric", "mode"),
@@ -67,7 +68,15 @@ class CandidateQueue:
     (it is the actor's handle)."""
 
     def __init__(self) -> None:
-        self._actor = _Queue.remote()
+        # On the creator's node, not wherever Ray finds room (it needs no CPU, so any node
+        # would do): on another node it would die with that node and take the search with it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self._actor = _Queue.options(scheduling_strategy=here).remote()
+
+    def node_id(self) -> str:
+        """The node the actor lives on."""
+        return ray.get(self._actor.__ray_call__.remote(
+            lambda _: ray.get_runtime_context().get_node_id()))
 
     def submit(self, trial_config: dict[str, Any]) -> None:
         self._actor.submit.remote(trial_config)
