@@ -1,7 +1,11 @@
 """Latency of a network, as a user of the searched cell meets it.
 
 - `forward_ms`: one eval-mode forward pass of a single input (batch 1) in inference mode, in
-  the default (contiguous) layout the exported module runs in;
+  the default (contiguous) layout the exported module runs in, on one thread (as MnasNet
+  measures on one core): with several, a pass of small ops measures the process's OpenMP
+  settings more than the network (the CLI's passive waiting made a searched cell's pass 4.5x
+  slower on 2 threads than with OpenMP's defaults; on one thread both give the same, which is
+  also within 10% of the fastest 2-thread pass);
 - `train_step_ms`: one training step (forward, cross-entropy, backward, SGD update) at the
   search's batch size, in the layout training picks on that device (`nas.memory_format`), on a
   copy of the network so its weights and batch-norm statistics stay as they were.
@@ -15,7 +19,8 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -57,12 +62,23 @@ def _median_ms(run: Callable[[], object], repeats: int, device: torch.device) ->
 
 def forward_ms(model: torch.nn.Module, input_shape: tuple[int, ...],
                device: torch.device = CPU, repeats: int = FORWARD_REPEATS) -> float:
-    """Median milliseconds of one forward pass of a single input (`model` is put in eval
-    mode on `device`)."""
+    """Median milliseconds of one forward pass of a single input on one CPU thread (`model`
+    is put in eval mode on `device`)."""
     model.eval().to(device, memory_format=torch.contiguous_format)
     example = torch.zeros((1, *input_shape), device=device)
-    with torch.inference_mode():
+    with torch.inference_mode(), one_thread():
         return _median_ms(lambda: model(example), repeats, device)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch computes on one CPU thread inside, on the threads it had again after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def train_step_ms(model: torch.nn.Module, input_shape: tuple[int, ...], batch_size: int,
