@@ -49,6 +49,7 @@ from _common import (
 from nas.config import SearchConfig, parse_config
 from nas.enas import EnasEvaluator
 from nas.evaluators import StandaloneEvaluator
+from nas.ranking import agreement
 from nas.search import create_search, open_dataset, run_search
 from nas.store import Store
 from nas.train import TrainConfig, train_model
@@ -69,26 +70,6 @@ def cifar_config(**overrides) -> SearchConfig:
     }
     data.update(overrides)
     return parse_config(data)
-
-
-def kendall_tau(xs: list[float], ys: list[float]) -> float:
-    """Kendall's tau-b (ties in either list count as neither concordant nor discordant)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(xs)):
-        for j in range(i + 1, len(xs)):
-            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    pairs = (concordant + discordant + ties_x) * (concordant + discordant + ties_y)
-    return (concordant - discordant) / pairs ** 0.5 if pairs else 0.0
 
 
 def step_overhead(config: SearchConfig, genotypes: int, repeats: int) -> dict:
@@ -260,8 +241,8 @@ def ranking_fidelity(store: Store, candidates: int) -> dict:
     trained = [standalone.evaluate_one(genotype).accuracy for genotype in genotypes]
     return {"candidates": len(genotypes), "one_batch_rewards": one_batch,
             "whole_split_rewards": whole_split, "standalone_accuracies": trained,
-            "tau_one_batch": kendall_tau(one_batch, trained),
-            "tau_whole_split": kendall_tau(whole_split, trained)}
+            "one_batch": agreement(one_batch, trained, seed=0).model_dump(),
+            "whole_split": agreement(whole_split, trained, seed=0).model_dump()}
 
 
 def main() -> None:
@@ -354,11 +335,17 @@ def render(result: dict) -> str:
         f"Ranking fidelity (digits, {ranking['candidates']} candidates of the last supernet "
         "epoch of a default-sized search with uniformly sampled candidates, each also trained "
         "standalone for the proxy budget): Kendall's tau "
-        f"{ranking['tau_one_batch']:.2f} with the search's one-batch reward (before), "
-        f"{ranking['tau_whole_split']:.2f} re-scored on the whole validation split (after; "
-        "what derivation does).",
+        f"{tau_text(ranking['one_batch'])} with the search's one-batch reward (before), "
+        f"{tau_text(ranking['whole_split'])} re-scored on the whole validation split (after; "
+        "what derivation does); 95% bootstrap intervals over the candidates.",
     ]
     return "\n".join(lines)
+
+
+def tau_text(ranking: dict) -> str:
+    if ranking["kendall_tau"] is None:
+        return "undefined"
+    return f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f})"
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ multiply-adds and latency when targeted: both measured on the path's standalone 
 per genotype; the latencies are kept in the checkpoint, so a resumed search sees the same).
 At the end `derive` asks for candidates, scores each on the whole validation split, tells the
 strategy their rewards and returns the best, each with its latency (`nas.latency`: a batch-1
-forward pass and a training step at the search's batch). The strategy is reached only through
-its ask/tell interface.
+forward pass and a training step at the search's batch) and the agreement of the one-batch
+scores with the whole split's (`nas.ranking`). The strategy is reached only through its
+ask/tell interface.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from nas.latency import Latency, measure_latency
 from nas.memory_format import use_channels_last
 from nas.metrics import Retrained
 from nas.objective import uses_latency, uses_multiply_adds
+from nas.ranking import agreement
 from nas.schedule import cosine_factor
 from nas.seeding import stream_seed
 from nas.states import ArchitectureState
@@ -159,10 +161,16 @@ class EnasEvaluator(Evaluator):
 
     def score_on_whole_split(self, genotype: Genotype) -> float:
         """Accuracy of `genotype` on the whole validation split; its time is kept."""
+        counts = self.whole_split_counts(genotype)
+        return sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
+
+    def whole_split_counts(self, genotype: Genotype) -> list[tuple[int, int]]:
+        """(correct, seen) of `genotype` per batch of the whole validation split; its time is
+        kept."""
         started = time.perf_counter()
-        [accuracy] = self.accuracies([genotype], [self.whole_split()])
+        [counts] = self.batch_counts([genotype], [self.whole_split()])
         self.derive_seconds = time.perf_counter() - started
-        return accuracy
+        return counts
 
     def whole_split(self) -> list[Batch]:
         """The validation split in the search's batches: batch norm normalises with the same
@@ -209,17 +217,25 @@ class EnasEvaluator(Evaluator):
         split (and tell it those scores), keep the best `derive_top` (with parameters,
         multiply-adds and the standalone network); the best `retrain_top` of those are also
         trained from scratch as standalone candidates. Under a deadline, candidates are scored
-        while the next one fits before it (at least one); the others are abandoned."""
+        while the next one fits before it (at least one); the others are abandoned. Each
+        derived cell carries `metrics.ranking`: how far the candidates' one-batch accuracies
+        (the batch each would have been scored on next, read from the same pass) rank them as
+        the whole split does."""
         asked = strategy.ask(self.options.derive_samples)
         candidates = list(dict.fromkeys(asked))
         scores: list[float] = []
-        for genotype in candidates:
+        one_batch: list[float] = []  # what each would have scored as the search's next candidate
+        for index, genotype in enumerate(candidates):
             if scores and not self.derive_time_left():
                 logger.info("derivation stopped by the time budget after %d of %d candidates",
                             len(scores), len(candidates))
                 break
-            scores.append(self.score_on_whole_split(genotype))
+            counts = self.whole_split_counts(genotype)
+            scores.append(sum(correct for correct, _ in counts) / sum(n for _, n in counts))
+            correct, seen = counts[(self.valid_cursor + index) % len(counts)]
+            one_batch.append(correct / seen)
         candidates = candidates[:len(scores)]
+        ranking = agreement(one_batch, scores, stream_seed(self.config.seed, "ranking"))
         objective = self.config.objective
         rewards = [objective.reward(accuracy, *self.complexity(genotype),
                                     self.targeted_latency_ms(genotype))
@@ -242,7 +258,8 @@ class EnasEvaluator(Evaluator):
                 flops=count_flops(network, (info.in_channels, info.input_size, info.input_size)),
                 latency_ms=latency.forward_ms,
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": info.valid_size,
-                         "derived_from": len(candidates), **latency.as_metrics()},
+                         "derived_from": len(candidates), "ranking": ranking.model_dump(),
+                         **latency.as_metrics()},
             )))
         return [(genotype, self.retrained(genotype, evaluation) if rank < self.options.retrain_top
                  else evaluation) for rank, (genotype, evaluation) in enumerate(derived)]
@@ -343,16 +360,24 @@ class EnasEvaluator(Evaluator):
     def accuracies(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]]
                    ) -> list[float]:
         """Accuracy under the shared weights of each genotype on its own list of batches."""
-        scores = []
+        return [sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
+                for counts in self.batch_counts(genotypes, batches)]
+
+    def batch_counts(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]]
+                     ) -> list[list[tuple[int, int]]]:
+        """(correct, seen) per batch of each genotype's own list of batches. Batch norm
+        normalises each batch with its own statistics, so a batch's count is the same alone as
+        within a list."""
+        counts = []
         with torch.inference_mode(), batch_statistics(self.supernet):
             for genotype, own_batches in zip(genotypes, batches, strict=True):
-                correct, seen = 0, 0
+                own = []
                 for images, labels in own_batches:
                     images = images.contiguous(memory_format=self.memory_format)
-                    correct += (self.supernet(images, genotype).argmax(1) == labels).sum().item()
-                    seen += labels.numel()
-                scores.append(correct / seen)
-        return scores
+                    correct = (self.supernet(images, genotype).argmax(1) == labels).sum().item()
+                    own.append((int(correct), labels.numel()))
+                counts.append(own)
+        return counts
 
     def complexity(self, genotype: Genotype) -> tuple[int, int | None]:
         """Parameters and multiply-adds of `genotype`'s standalone network. Multiply-adds are

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from nas.ranking import Agreement
 from nas.states import ArchitectureState
 
 
@@ -52,6 +53,9 @@ class Metrics(BaseModel):
     """ENAS, derived cells: candidates derivation scored."""
     retrained: Retrained | None = None
     """ENAS, derived cells: the outcome of training it from scratch."""
+    ranking: Agreement | None = None
+    """ENAS, derived cells: Kendall's tau between the one-batch accuracy (the search's
+    scoring) and the whole-split accuracy of derivation's candidates (`nas.ranking`)."""
     worker: dict[str, Any] | None = None
     """Ray: where it trained (node, pid, device, threads)."""
     worker_failures: int | None = None

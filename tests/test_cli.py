@@ -142,6 +142,31 @@ def test_search_and_show_report_the_best_parameters_multiply_adds_and_latency(en
             f"{best['flops']:,} mult-adds, {best['latency_ms']:.2f} ms)") in text
     assert (f"latency {best['latency_ms']:.2f} ms (batch 1), training step "
             f"{best['train_step_ms']:.1f} ms (batch 32) on cpu") in text
+    # two candidates cannot tell how far the one-batch ranking agrees with the whole split
+    assert summary["ranking"] == shown["ranking"]
+    assert (shown["ranking"]["candidates"], shown["ranking"]["kendall_tau"]) == (2, None)
+    assert "one-batch vs whole-split agreement undefined (2 candidate(s)" in text
+
+
+def test_show_tells_how_far_an_enas_searchs_one_batch_ranking_agrees_with_the_whole_split(
+        env, tmp_path):
+    config = tmp_path / "search.yaml"
+    config.write_text(
+        "seed: 4\nstrategy: {name: random}\n"
+        "evaluator: {name: enas, batch_size: 32, warmup_epochs: 1, derive_samples: 8, "
+        "derive_top: 1}\n"
+        "dataset: {name: digits, limit: 400}\nnetwork: {cells: 1, channels: 8}\n"
+        "space: {blocks: 2}\nbudget: {architectures: 4}\n"
+    )
+    summary = json.loads(nas(env, "search", "-c", str(config), "--json").stdout
+                         .strip().splitlines()[-1])
+    ranking = summary["ranking"]
+    assert ranking["candidates"] == 8 and ranking["confidence"] == 0.95
+    assert -1 <= ranking["low"] <= ranking["kendall_tau"] <= ranking["high"] <= 1
+    text = " ".join(nas(env, "show", summary["search_id"]).stdout.split())
+    assert (f"ranking: one-batch scores agree with the whole split's over derivation's 8 "
+            f"candidates with Kendall's tau {ranking['kendall_tau']:.2f} (95% bootstrap "
+            f"interval {ranking['low']:.2f} to {ranking['high']:.2f})") in text
 
 
 @pytest.mark.slow

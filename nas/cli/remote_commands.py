@@ -14,7 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nas.cli.app import console
 from nas.cli.remote import Remote, server
+from nas.metrics import Metrics
 from nas.states import ArchitectureRole, SearchStatus
+from nas.store import ArchitectureRecord
 
 
 def remote() -> Remote:
@@ -38,9 +40,16 @@ def summary(search: dict[str, Any], top: list | None = None) -> dict[str, Any]:
         "best_params": best.params if best else None,
         "best_multiply_adds": best.flops if best else None,
         "best_latency_ms": best.latency_ms if best else None,
-        "best_genotype": best.genotype.to_dict() if best else None, "error": search["error"],
+        "best_genotype": best.genotype.to_dict() if best else None,
+        "ranking": ranking_of(best) if best else None, "error": search["error"],
         "created_at": search["created_at"],
     }
+
+
+def ranking_of(architecture: ArchitectureRecord) -> dict[str, Any] | None:
+    """ENAS: the agreement of the search's one-batch scores with the whole split's."""
+    ranking = Metrics.of(architecture.metrics).ranking
+    return None if ranking is None else ranking.model_dump()
 
 
 def follow(client: Remote, search_id: str, quiet: bool) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from rich.table import Table
 from nas.cli.app import app, configure_threads, console, fail, user_errors
 from nas.cli.baseline_commands import baselines_table
 from nas.cli.remote import Remote, server
-from nas.cli.remote_commands import follow, remote, title
+from nas.cli.remote_commands import follow, ranking_of, remote, title
 from nas.cli.remote_commands import summary as remote_summary
 from nas.config import SearchConfig, load_config, merge, parse_config
 from nas.metrics import Metrics
@@ -115,6 +115,7 @@ def _summary(store: Store, record: SearchRecord) -> dict[str, Any]:
         "best_multiply_adds": best[0].flops if best else None,
         "best_latency_ms": best[0].latency_ms if best else None,
         "best_genotype": best[0].genotype.to_dict() if best else None,
+        "ranking": ranking_of(best[0]) if best else None,
         "error": record.error,
     }
 
@@ -340,6 +341,8 @@ def show(
     console.print(f"search [bold]{summary['search_id']}[/] ({escape(summary['name'])}): "
                   f"{_status_text(summary)}, {summary['architectures']} architectures, "
                   f"best reward {_best_text(summary)}")
+    if ranking := _ranking_text(summary.get("ranking")):
+        console.print(ranking, highlight=False)
     if error:
         console.print(f"error: {error}", highlight=False, markup=False)
     for rank, architecture in enumerate(best, start=1):
@@ -408,6 +411,19 @@ def _best_text(summary: dict[str, Any]) -> str:
     return (f"{_number(summary['best_reward'])} ({_integer(summary['best_params'])} params, "
             f"{_integer(summary['best_multiply_adds'])} mult-adds"
             + ("" if latency is None else f", {latency:.2f} ms") + ")")
+
+
+def _ranking_text(ranking: dict[str, Any] | None) -> str:
+    """How far the search's one-batch ranking agrees with the whole split (ENAS), or nothing."""
+    if ranking is None:
+        return ""
+    if ranking["kendall_tau"] is None:
+        return (f"ranking: one-batch vs whole-split agreement undefined "
+                f"({ranking['candidates']} candidate(s) scored in derivation)")
+    return (f"ranking: one-batch scores agree with the whole split's over derivation's "
+            f"{ranking['candidates']} candidates with Kendall's tau {ranking['kendall_tau']:.2f} "
+            f"({ranking['confidence']:.0%} bootstrap interval {ranking['low']:.2f} to "
+            f"{ranking['high']:.2f})")
 
 
 def _latency_text(architecture: ArchitectureRecord) -> str:
