@@ -181,3 +181,24 @@ def test_a_failed_candidate_shows_its_reason_and_log_and_zoo_runs_show_beside_th
                               metrics={"zoo": "resnet20"})
     beside = client.get(f"/searches/{search.id}").text
     assert "Classic networks trained on the same dataset" in beside and "resnet20" in beside
+
+
+def test_an_enas_search_page_tells_how_far_its_ranking_can_be_trusted(client):
+    store = client.app.state.store
+    search = store.create_search("ranked", {"dataset": {"name": "digits"},
+                                            "evaluator": {"name": "enas"}}, seed=0)
+    (derived,) = store.add_architectures(search.id, 1, [GENOTYPE], "enas", role="derived")
+    ranking = {"kendall_tau": 0.6123, "low": 0.41, "high": 0.78, "candidates": 32,
+               "confidence": 0.95}
+    store.finish_architecture(derived, state="COMPLETE", reward=0.7, accuracy=0.7, params=900,
+                              metrics={"derived_from": 32, "ranking": ranking})
+    page = " ".join(client.get(f"/searches/{search.id}").text.split())
+    assert ("the one-batch scores rank derivation's 32 candidates as the full validation split "
+            'does with Kendall\'s tau <span class="num">0.61</span> (95% bootstrap interval '
+            "0.41 to 0.78)") in page
+    (other,) = store.add_architectures(search.id, 2, [GENOTYPE], "enas", role="derived")
+    store.finish_architecture(other, state="COMPLETE", reward=0.9, accuracy=0.9, params=900,
+                              metrics={"ranking": ranking | {"kendall_tau": None, "low": None,
+                                                             "high": None, "candidates": 1}})
+    page = " ".join(client.get(f"/searches/{search.id}").text.split())
+    assert "undefined (1 candidate(s) in derivation)" in page
