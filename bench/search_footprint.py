@@ -207,22 +207,25 @@ def markdown(result: dict) -> str:
         "",
         markdown_table(
             ["search", "wall s", "candidates scored", "peak RSS (MiB)", "best reward",
-             "best params", "best forward ms"],
+             "best params", "best forward ms", "ranking tau (95% interval)"],
             [[label, run["wall_s"], run["summary"]["architectures"],
               f"{run['peak_tree_rss_mib']:.0f}",
               round(run["summary"]["best_reward"], 3),
-              f"{run['summary']['best_params']:,}", run["summary"].get("best_latency_ms")]
+              f"{run['summary']['best_params']:,}", run["summary"].get("best_latency_ms"),
+              ranking_text(run["summary"].get("ranking"))]
              for label, run in searches.items()]),
         "",
         "Best forward ms: the search's own measurement of its best derived network, with the "
-        "supernet's weights, in the search process." + (
+        "supernet's weights, in the search process (batch 1, one thread). Ranking tau: "
+        "Kendall's tau between derivation's candidates' one-batch accuracies (the search's "
+        "scoring) and their whole-split accuracies, as `nas show` reports it." + (
             " No candidate was scored before derivation: after the warm-up, the time reserved "
             "for derivation (its candidates scored on the whole validation split) took the rest "
             "of the budget, so the best cell was chosen by derivation's ranking alone."
             if any(run["summary"]["architectures"] == 0 for run in searches.values()) else ""),
         "",
         f"**Latency** (medians of {result['rounds']} interleaved rounds; forward: batch 1, "
-        "contiguous, eval mode; training step: SGD at batch 64; each network freshly "
+        "contiguous, eval mode, one thread; training step: SGD at batch 64; each network freshly "
         "initialised in this process):",
         "",
         markdown_table(
@@ -233,6 +236,13 @@ def markdown(result: dict) -> str:
              for name, row in measured.items()]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def ranking_text(ranking: dict | None) -> str:
+    if not ranking or ranking["kendall_tau"] is None:
+        return "-"
+    return (f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f}), "
+            f"{ranking['candidates']} candidates")
 
 
 if __name__ == "__main__":
