@@ -172,9 +172,9 @@ def main() -> None:
                                    args.latency_weight)
             searches[label] = run_search(config, args.threads, Path(tmp), label.replace(" ", "-"))
             searches[label]["latency_target_ms"] = latency_target
-    networks = {f"derived best, {label}": CellNetwork(
+    networks = {f"derived best, {label}": CellNetwork(  # the layout the search exports
         Genotype.from_dict(run["summary"]["best_genotype"]), num_classes=10, cells=2,
-        channels=16) for label, run in searches.items()}
+        channels=16, reduce_inputs=True) for label, run in searches.items()}
     measured = latencies({**networks, **classics()}, args.rounds)
     result = {"machine": machine_info(), "threads": args.threads, "rounds": args.rounds,
               "latency_weight": args.latency_weight, "command": command_line(),

@@ -76,6 +76,11 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def accuracy_of(counts: Sequence[tuple[int, int]]) -> float:
+    """The accuracy of (correct, seen) counts taken together."""
+    return sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
+
+
 def planned_supernet_epochs(config: SearchConfig) -> int | None:
     """Supernet epochs a search will train: the warm-up, then one per `steps_per_epoch` steps
     of the architecture budget (None when only a time budget is set)."""
@@ -161,8 +166,7 @@ class EnasEvaluator(Evaluator):
 
     def score_on_whole_split(self, genotype: Genotype) -> float:
         """Accuracy of `genotype` on the whole validation split; its time is kept."""
-        counts = self.whole_split_counts(genotype)
-        return sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
+        return accuracy_of(self.whole_split_counts(genotype))
 
     def whole_split_counts(self, genotype: Genotype) -> list[tuple[int, int]]:
         """(correct, seen) of `genotype` per batch of the whole validation split; its time is
@@ -231,7 +235,7 @@ class EnasEvaluator(Evaluator):
                             len(scores), len(candidates))
                 break
             counts = self.whole_split_counts(genotype)
-            scores.append(sum(correct for correct, _ in counts) / sum(n for _, n in counts))
+            scores.append(accuracy_of(counts))
             correct, seen = counts[(self.valid_cursor + index) % len(counts)]
             one_batch.append(correct / seen)
         candidates = candidates[:len(scores)]
@@ -360,8 +364,7 @@ class EnasEvaluator(Evaluator):
     def accuracies(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]]
                    ) -> list[float]:
         """Accuracy under the shared weights of each genotype on its own list of batches."""
-        return [sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
-                for counts in self.batch_counts(genotypes, batches)]
+        return [accuracy_of(counts) for counts in self.batch_counts(genotypes, batches)]
 
     def batch_counts(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]]
                      ) -> list[list[tuple[int, int]]]:
