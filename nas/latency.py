@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from nas.memory_format import use_channels_last
 
 FORWARD_REPEATS = 5
+FORWARD_THREADS = 1
+"""CPU threads `forward_ms` measures on."""
 TRAIN_STEP_REPEATS = 3
 CPU = torch.device("cpu")
 
@@ -66,15 +68,15 @@ def forward_ms(model: torch.nn.Module, input_shape: tuple[int, ...],
     is put in eval mode on `device`)."""
     model.eval().to(device, memory_format=torch.contiguous_format)
     example = torch.zeros((1, *input_shape), device=device)
-    with torch.inference_mode(), one_thread():
+    with torch.inference_mode(), forward_threads():
         return _median_ms(lambda: model(example), repeats, device)
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """torch computes on one CPU thread inside, on the threads it had again after."""
+def forward_threads() -> Iterator[None]:
+    """torch computes on `FORWARD_THREADS` CPU threads inside, on those it had again after."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(FORWARD_THREADS)
     try:
         yield
     finally:

@@ -1,9 +1,11 @@
 """The zoo and the published reference cells, with their sizes and CPU latency at CIFAR size.
 
 Each row is measured once and kept in `$NAS_HOME/cache/zoo-listing.json`, keyed by the
-architecture, the cell knobs, the input shape and the thread count, under a fingerprint of the
-`searchspace` sources and the torch version: a listing after the first is a file read, and
-any change to the networks (or to torch) measures them again.
+architecture, the cell knobs and the input shape, under a fingerprint of the `searchspace`
+sources, of how latency is measured (`nas.latency`) and of the torch version: a listing after
+the first is a file read, and any change to the networks, to the measurement (or to torch)
+measures them again. Latency is measured on `nas.latency.FORWARD_THREADS` threads, whatever the
+process's thread count.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import torch
 
 import searchspace
+from nas import latency
 from nas.architectures import Architecture, all_architectures
-from nas.latency import forward_ms
+from nas.latency import FORWARD_THREADS, forward_ms
 from nas.paths import nas_home
 from searchspace.complexity import count_flops, count_parameters
 
@@ -37,12 +40,14 @@ def cache_path() -> Path:
 
 @lru_cache(maxsize=1)
 def fingerprint() -> str:
-    """What the measurements depend on: the `searchspace` sources and the torch version."""
+    """What the measurements depend on: the `searchspace` sources, `nas.latency`'s and the
+    torch version."""
     digest = hashlib.sha256(torch.__version__.encode())
     root = Path(searchspace.__file__).parent
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
+    digest.update(Path(latency.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -78,7 +83,7 @@ def measure(architecture: Architecture, cells: int, channels: int) -> dict[str, 
     return {"name": architecture.name, "kind": architecture.kind,
             "params": count_parameters(model), "flops": count_flops(model, INPUT_SHAPE),
             "latency_ms": round(forward_ms(model, INPUT_SHAPE, repeats=LATENCY_REPEATS), 3),
-            "latency_threads": torch.get_num_threads()}
+            "latency_threads": FORWARD_THREADS}
 
 
 @lru_cache(maxsize=8)
@@ -86,10 +91,9 @@ def listing(cells: int = 2, channels: int = 16) -> tuple[dict, ...]:
     """One row per architecture: name, kind, parameters, multiply-adds and CPU latency for 10
     classes at 3x32x32 (`cells` and `channels` size the reference cells' networks)."""
     kept = _read_cache()
-    threads = torch.get_num_threads()
     rows, measured = [], False
     for architecture in all_architectures():
-        key = f"{architecture.name}|cells={cells}|channels={channels}|3x32x32|threads={threads}"
+        key = f"{architecture.name}|cells={cells}|channels={channels}|3x32x32"
         row = kept.get(key)
         if not isinstance(row, dict) or row.get("name") != architecture.name:
             row = measure(architecture, cells, channels)
