@@ -3,11 +3,13 @@
 For each op set, the real `EnasEvaluator` trains its supernet epoch by epoch on uniformly
 sampled paths (a fresh path per minibatch, as a search's warm-up does); after each epoch the
 same `--paths` random paths are scored on the whole validation split under the shared
-weights. A control row trains one fixed path of the ten-op space alone in the same supernet:
-what the weights learn when nothing is shared between paths.
+weights. Each op set also runs with the topology warm-up (`evaluator.fixed_topology_epochs`:
+for the first epochs the paths keep one genotype's inputs and vary only their ops). A control
+row trains one fixed path of the ten-op space alone in the same supernet: what the weights
+learn when nothing is shared between paths.
 
     .venv/bin/python bench/supernet_learning.py [--dataset digits|cifar] [--epochs 8]
-        [--paths 10] [--threads 1] [--no-docs]
+        [--paths 10] [--threads 1] [--fixed-topology-epochs K] [--rows five ...] [--no-docs]
 
 Prints one JSON object and rewrites the "Supernet learning, five ops vs ten ops" section of
 docs/benchmarks.md (one table per dataset run; the other dataset's table is kept).
@@ -47,13 +49,14 @@ SECTION = "Supernet learning, five ops vs ten ops (bench/supernet_learning.py)"
 
 
 def learning_curve(dataset: str, ops: tuple[str, ...], epochs: int, paths: int,
-                   fixed: bool = False) -> list[dict]:
+                   fixed: bool = False, fixed_topology_epochs: int = 0) -> list[dict]:
     """Loss and mean whole-split accuracy of `paths` random paths after each epoch."""
     data_config, cells = DATASETS[dataset]
     config = parse_config({
         "name": "bench-learning", "seed": 0, "dataset": data_config,
         "space": {"ops": list(ops)}, "network": {"cells": cells, "channels": 16},
-        "evaluator": {"name": "enas", "warmup_epochs": epochs},
+        "evaluator": {"name": "enas", "warmup_epochs": epochs,
+                      "fixed_topology_epochs": fixed_topology_epochs},
         "budget": {"architectures": 1},  # plans `epochs` + 1 epochs: the cosine schedule
     })
     data = open_dataset(config)
@@ -96,18 +99,32 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--paths", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fixed-topology-epochs", type=int, default=None,
+                        help="the topology warm-up's epochs in its rows (default: a third)")
+    parser.add_argument("--rows", nargs="+", default=["five", "five-topology", "ten",
+                                                      "ten-topology", "control"])
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     if args.dataset == "cifar" and not CIFAR.exists():
         sys.exit(f"bench/supernet_learning.py --dataset cifar needs {CIFAR} (the peers' data)")
     set_threads(args.threads)
     load_before, started = load_average(), time.perf_counter()
-    runs = {
-        "ENAS's five ops": learning_curve(args.dataset, ENAS_OPS, args.epochs, args.paths),
-        "ten default ops": learning_curve(args.dataset, DEFAULT_OPS, args.epochs, args.paths),
-        "one fixed ten-op path (control)": learning_curve(args.dataset, DEFAULT_OPS,
-                                                          args.epochs, 1, fixed=True),
+    topology = (args.epochs // 3 if args.fixed_topology_epochs is None
+                else args.fixed_topology_epochs)
+    rows = {  # key: (label, ops, paths, fixed path, topology warm-up epochs)
+        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, 0),
+        "five-topology": (f"five ops, topology warm-up ({topology} epochs)", ENAS_OPS,
+                          args.paths, False, topology),
+        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0),
+        "ten-topology": (f"ten ops, topology warm-up ({topology} epochs)", DEFAULT_OPS,
+                         args.paths, False, topology),
+        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0),
     }
+    if unknown := set(args.rows) - set(rows):
+        sys.exit(f"--rows: unknown {sorted(unknown)}; known: {list(rows)}")
+    runs = {label: learning_curve(args.dataset, ops, args.epochs, paths, fixed=fixed,
+                                  fixed_topology_epochs=warmup)
+            for key, (label, ops, paths, fixed, warmup) in rows.items() if key in args.rows}
     result = {"machine": machine_info(), "command": command_line(), "dataset": args.dataset,
               "epochs": args.epochs,
               "paths": args.paths, "threads": args.threads, "runs": runs,
@@ -121,14 +138,10 @@ def main() -> None:
 def markdown(result: dict) -> str:
     runs, load = result["runs"], result["load_average"]
     names = list(runs)
-    headers = ["epoch"] + [f"{name}: {column}" for name in names
-                           for column in ("loss", "accuracy", "train s")]
-    rows = []
-    for epoch in range(result["epochs"]):
-        rows.append([epoch + 1] + [value for name in names
-                                   for value in (runs[name][epoch]["loss"],
-                                                 runs[name][epoch]["accuracy"],
-                                                 runs[name][epoch]["train_s"])])
+    headers = ["epoch"] + [f"{name}: loss / accuracy" for name in names]
+    rows = [[epoch + 1] + [f"{runs[name][epoch]['loss']} / {runs[name][epoch]['accuracy']}"
+                           for name in names] for epoch in range(result["epochs"])]
+    rows.append(["train s"] + [runs[name][-1]["train_s"] for name in names])
     return "\n".join([
         f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
         f"{result['threads']} torch thread(s), load average before {load['before']}, after "
@@ -138,9 +151,10 @@ def markdown(result: dict) -> str:
         "sampled path per minibatch. Loss: the epoch's mean training loss; accuracy: the mean "
         f"over {result['paths']} fixed random paths of each one's accuracy on the whole "
         "validation split under the shared weights (the control: its one path); train s: "
-        "cumulative seconds of supernet training.",
+        "seconds of supernet training in all. Topology warm-up: in its first epochs the "
+        "paths keep one genotype's inputs and draw only their ops.",
         "",
-        markdown_table(headers, rows),
+        markdown_table(headers, rows, align="l" + "r" * len(names)),
     ]) + "\n"
 
 

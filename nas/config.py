@@ -104,6 +104,12 @@ class EvaluatorConfig(_Section):
     warmup_epochs: int = Field(
         10, ge=0, description="supernet epochs on uniformly sampled paths before step 0"
     )
+    fixed_topology_epochs: int | None = Field(
+        None, ge=0, description="enas: in the first k supernet epochs, the uniformly drawn "
+        "paths keep the inputs of one genotype drawn from the seed and vary only their ops; "
+        "then their inputs vary too (the ops learn before every topology asks for them: "
+        "docs/benchmarks.md); default: half of warmup_epochs; 0: off"
+    )
     training_paths: Literal["strategy", "uniform"] | None = Field(
         None, description="enas: where a supernet minibatch's path comes from after the "
         "warm-up: asked of the strategy (and abandoned after its minibatch) or drawn uniformly; "
@@ -125,6 +131,13 @@ class EvaluatorConfig(_Section):
         None, ge=64, description="memory a candidate may allocate on top of its worker "
         "process; beyond it the candidate ends FAIL (out of memory); the search goes on"
     )
+
+    @property
+    def topology_warmup_epochs(self) -> int:
+        """`fixed_topology_epochs`, or its default: half of the warm-up."""
+        if self.fixed_topology_epochs is not None:
+            return self.fixed_topology_epochs
+        return self.warmup_epochs // 2
 
 
 class DatasetConfig(_Section):

@@ -124,6 +124,8 @@ class EnasEvaluator(Evaluator):
         self.epochs_done = 0
         self.valid_cursor = 0
         self.uniform = random.Random(f"enas-uniform-{config.seed}")
+        self.fixed_topology = self.supernet.space.sample(
+            random.Random(f"enas-topology-{config.seed}"))
         self.valid_batches = list(data.valid_loader(self.options.batch_size))
         self.deadline: float | None = None
         self.derive_seconds: float | None = None  # measured: one candidate on the whole split
@@ -317,7 +319,8 @@ class EnasEvaluator(Evaluator):
     def train_epoch(self, strategy: Proposer, *, uniform: bool = False) -> float:
         """One epoch of shared-weight training, one sampled architecture per minibatch: asked
         of the strategy (and abandoned: it trains, it is not scored) when the config's
-        `training_paths` says so, else, and during the warm-up, drawn uniformly."""
+        `training_paths` says so, else, and during the warm-up, drawn uniformly (in the first
+        `topology_warmup_epochs` epochs only their ops: their inputs are one fixed genotype's)."""
         self.supernet.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
@@ -331,6 +334,8 @@ class EnasEvaluator(Evaluator):
             if self.strategy_paths and not uniform:
                 [genotype] = strategy.ask(1)
                 strategy.abandon([genotype])
+            elif self.epochs_done < self.options.topology_warmup_epochs:
+                genotype = space.sample_ops(self.uniform, self.fixed_topology)
             else:
                 genotype = space.sample(self.uniform)
             images = images.contiguous(memory_format=self.memory_format)

@@ -115,6 +115,14 @@ class SearchSpace:
         """A uniformly random genotype of this space."""
         return self.from_tokens([rng.randrange(d.choices) for d in self.decisions()])
 
+    def sample_ops(self, rng: random.Random, topology: Genotype) -> Genotype:
+        """A genotype with `topology`'s inputs and uniformly random ops (the supernet's
+        topology warm-up: its ops learn before its paths also vary in what they read)."""
+        tokens = [token if decision.kind == "input" else rng.randrange(decision.choices)
+                  for token, decision in zip(self.to_tokens(topology), self.decisions(),
+                                             strict=True)]
+        return self.from_tokens(tokens)
+
     def num_cells(self) -> int:
         """Distinct cells (one searched cell), counting a block's two inputs as unordered."""
         count = 1

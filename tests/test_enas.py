@@ -210,3 +210,37 @@ def test_the_evaluators_know_no_strategy_by_name():
         if "strategy.name" in source:
             named.append("strategy.name")
         assert not named, f"{module.__name__} names strategies: {named}"
+
+
+def test_the_topology_warm_up_trains_one_topology_then_every_one():
+    """In the first `fixed_topology_epochs` epochs the supernet's paths read the inputs of one
+    genotype drawn from the seed; afterwards their inputs vary too."""
+    config = _config(evaluator={"name": "enas", "batch_size": 32, "warmup_epochs": 3,
+                                "fixed_topology_epochs": 2})
+    evaluator = EnasEvaluator(config, open_dataset(config))
+    trained = []
+    forward = evaluator.supernet.forward
+    evaluator.supernet.forward = lambda images, genotype: (
+        trained[-1].append(genotype), forward(images, genotype))[1]
+
+    def inputs(genotype):
+        return tuple((a, b) for cell in ("normal", "reduction")
+                     for a, _, b, _ in genotype.cell(cell))
+
+    for _ in range(3):
+        trained.append([])
+        evaluator.train_epoch(None, uniform=True)
+    first, second, third = ({inputs(genotype) for genotype in epoch} for epoch in trained)
+    assert first == second == {inputs(evaluator.fixed_topology)}
+    assert len(third) == len(trained[2]) >= 3  # each minibatch its own inputs
+    assert len(set(trained[0])) == len(trained[0])  # ... and in the warm-up its own ops
+    again = EnasEvaluator(config, open_dataset(config))
+    assert again.fixed_topology == evaluator.fixed_topology  # drawn from the seed
+
+
+def test_the_topology_warm_up_defaults_to_half_the_warm_up():
+    assert parse_config({}).evaluator.topology_warmup_epochs == 5  # of the default 10
+    assert _config(evaluator={"name": "enas", "warmup_epochs": 3}).evaluator \
+        .topology_warmup_epochs == 1
+    assert _config(evaluator={"name": "enas", "warmup_epochs": 8, "fixed_topology_epochs": 0}
+                   ).evaluator.topology_warmup_epochs == 0

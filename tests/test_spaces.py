@@ -91,3 +91,17 @@ def test_bad_token_sequences_are_invalid_genotypes():
     tokens[0] = 2
     with pytest.raises(InvalidGenotype, match="normal cell, block 0, input_a: token 2"):
         space.from_tokens(tokens)
+
+
+def test_sample_ops_keeps_the_topology_and_draws_every_op():
+    space = SearchSpace(blocks=4)
+    topology = space.sample(random.Random(3))
+    rng = random.Random(0)
+    drawn = [space.sample_ops(rng, topology) for _ in range(40)]
+    for genotype in drawn:
+        space.validate(genotype)
+        for cell in ("normal", "reduction"):
+            assert ([(a, b) for a, _, b, _ in genotype.cell(cell)]
+                    == [(a, b) for a, _, b, _ in topology.cell(cell)])
+    assert set().union(*(genotype.ops() for genotype in drawn)) == set(space.ops)
+    assert len(set(drawn)) == 40

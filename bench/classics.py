@@ -1,0 +1,191 @@
+"""Searched cell vs classics: does the default search on the CIFAR subset find a cell that
+beats random cells and the classic networks when all are trained with one recipe?
+
+1. the default-config ENAS search on the CIFAR-10 subset (`nas search` with only the dataset
+   named: its defaults for everything else), run once and kept in `--cache`;
+2. its best derived cell, `--random-cells` uniformly sampled cells of the same space, resnet20
+   and mobilenet_v2, each trained from scratch with one recipe (the cells as 3 stages of
+   `--cells` normal cells of width 16 in the layout `nas export` writes: close to ResNet-20's
+   parameters) for `--epochs` epochs of SGD (batch 64, lr 0.05, cosine, crop and flip) with
+   each of `--seeds` seeds, on the search's train split; accuracy on its held-out split.
+
+Each (network, seed) result is kept in a file of its own under `--cache`: the benchmark stops
+after `--budget-seconds` (between trainings) and resumes where it stopped, so its hours of CPU
+can be spent across several runs; `--device cuda` trains on a GPU where there is one.
+
+    .venv/bin/python bench/classics.py [--epochs 30] [--seeds 2] [--random-cells 3]
+        [--cells 2] [--threads 2] [--device cpu] [--budget-seconds S] [--cache DIR]
+        [--no-docs]
+
+Prints one JSON object and, once every training has a result, rewrites the "Searched cell
+vs classics" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import (
+    CIFAR,
+    ROOT,
+    command_line,
+    load_average,
+    machine_info,
+    markdown_table,
+    set_threads,
+    today,
+    write_section,
+)
+
+from nas.config import SearchConfig, parse_config
+from nas.search import create_search, open_dataset, run_search
+from nas.store import Store
+from nas.train import TrainConfig, train_model
+from searchspace.complexity import count_flops, count_parameters
+from searchspace.genotype import Genotype
+from searchspace.network import CellNetwork
+from searchspace.zoo import create_network
+
+SECTION = "Searched cell vs classics (bench/classics.py)"
+CLASSICS = ("resnet20", "mobilenet_v2")
+
+
+def default_search_config() -> SearchConfig:
+    """What `nas search --dataset cifar10 --data-path <subset>` runs: every other default."""
+    return parse_config({"name": "bench-classics",
+                         "dataset": {"name": "cifar10", "path": str(CIFAR)}})
+
+
+def searched_cell(config: SearchConfig, cache: Path) -> dict:
+    """The best derived cell of the default search (run once, kept in `cache`)."""
+    path = cache / "search.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cache.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with Store(f"sqlite:///{cache}/search.db") as store:
+        record = run_search(store, create_search(store, config).id)
+        best = store.architectures(record.id, role="derived", order="reward")[0]
+        found = {"search_id": record.id, "status": str(record.status),
+                 "seconds": round(time.perf_counter() - started, 1),
+                 "candidates": store.count_architectures(record.id, role="candidate"),
+                 "genotype": best.genotype.to_dict(), "reward": best.reward}
+    path.write_text(json.dumps(found))
+    return found
+
+
+def contenders(config: SearchConfig, searched: dict, random_cells: int
+               ) -> dict[str, Genotype | str]:
+    space = config.space.build()
+    rows: dict[str, Genotype | str] = {"searched cell": Genotype.from_dict(searched["genotype"])}
+    rows |= {f"random cell {index}": space.sample(random.Random(f"classics-random-{index}"))
+             for index in range(random_cells)}
+    return rows | {name: name for name in CLASSICS}
+
+
+def build(contender: Genotype | str, cells: int, info) -> torch.nn.Module:
+    if isinstance(contender, str):
+        return create_network(contender, num_classes=info.num_classes,
+                              input_size=info.input_size, in_channels=info.in_channels)
+    return CellNetwork(contender, num_classes=info.num_classes, in_channels=info.in_channels,
+                       cells=cells, channels=16, reduce_inputs=True)
+
+
+def result_file(cache: Path, label: str, seed: int, epochs: int, cells: int) -> Path:
+    return cache / "runs" / f"{label.replace(' ', '-')}-seed{seed}-{epochs}ep-{cells}cells.json"
+
+
+def train_one(label: str, contender: Genotype | str, seed: int, args, data) -> dict:
+    info = data.info
+    torch.manual_seed(seed)
+    network = build(contender, args.cells, info)
+    shape = (info.in_channels, info.input_size, info.input_size)
+    params, flops = count_parameters(network), count_flops(network, shape)
+    recipe = TrainConfig(epochs=args.epochs, batch_size=64, learning_rate=0.05, seed=seed)
+    result = train_model(network, data, recipe, device=torch.device(args.device))
+    return {"network": label, "seed": seed, "accuracy": result.history[-1].val_accuracy,
+            "params": params, "multiply_adds": flops,
+            "seconds_per_epoch": round(result.seconds / args.epochs, 2),
+            "device": args.device, "threads": torch.get_num_threads(),
+            "genotype": None if isinstance(contender, str) else contender.id}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--random-cells", type=int, default=3)
+    parser.add_argument("--cells", type=int, default=2, help="normal cells per stage")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--budget-seconds", type=float, default=None,
+                        help="start no training after this many seconds")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".nas" / "bench-classics")
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    if not CIFAR.exists():
+        sys.exit(f"bench/classics.py needs {CIFAR} (the peers' data)")
+    set_threads(args.threads)
+    before, started = load_average(), time.perf_counter()
+    config = default_search_config()
+    searched = searched_cell(config, args.cache)
+    data = open_dataset(config)
+    runs = []
+    for seed in range(args.seeds):  # every network's first seed before any second one
+        for label, contender in contenders(config, searched, args.random_cells).items():
+            path = result_file(args.cache, label, seed, args.epochs, args.cells)
+            if not path.exists():
+                if (args.budget_seconds is not None
+                        and time.perf_counter() - started > args.budget_seconds):
+                    continue
+                row = train_one(label, contender, seed, args, data)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(row))
+                print(json.dumps(row), file=sys.stderr, flush=True)
+            runs.append(json.loads(path.read_text()))
+    expected = args.seeds * (args.random_cells + 1 + len(CLASSICS))
+    result = {"machine": machine_info(), "command": command_line(), "date": today(),
+              "load_average": {"before": before, "after": load_average()},
+              "search": searched, "runs": runs, "complete": len(runs) == expected,
+              "expected_runs": expected}
+    print(json.dumps(result, indent=2))
+    if result["complete"] and not args.no_docs:
+        write_section(SECTION, render(result, args))
+
+
+def render(result: dict, args: argparse.Namespace) -> str:
+    by_network: dict[str, list[dict]] = {}
+    for row in result["runs"]:
+        by_network.setdefault(row["network"], []).append(row)
+    rows = []
+    for network, seeds in by_network.items():
+        accuracies = [row["accuracy"] for row in sorted(seeds, key=lambda row: row["seed"])]
+        rows.append([network, f"{statistics.mean(accuracies):.3f}",
+                     ", ".join(f"{value:.3f}" for value in accuracies),
+                     f"{seeds[0]['params']:,}", f"{seeds[0]['multiply_adds']:,}",
+                     f"{statistics.median(row['seconds_per_epoch'] for row in seeds):.1f}",
+                     seeds[0]["device"]])
+    search = result["search"]
+    return "\n".join([
+        f"Run on {result['date']} with `{result['command']}` (its trainings may come from "
+        "several runs: each is kept under --cache). The search: `nas search` on the CIFAR-10 "
+        f"subset with every default ({search['candidates']} candidates, {search['seconds']:.0f} "
+        f"s, status {search['status']}). Every network trained from scratch with one recipe: "
+        f"{args.epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip), seeds "
+        f"0-{args.seeds - 1}; cells as 3 stages of {args.cells} normal cells of width 16 in the "
+        "exported layout; accuracy on the search's held-out split.",
+        "",
+        markdown_table(["network", "mean accuracy", "per seed", "params", "multiply-adds",
+                        "s / epoch", "device"], rows, align="lrrrrrl"),
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""Ranking fidelity on the CIFAR subset: do shared-weight scores rank candidates as training
+each one from scratch does, and what does each way of scoring cost?
+
+1. supernet: the peers' configuration (ENAS's five ops, 5 blocks, width 16, 8 cells, batch
+   64), trained `--supernet-epochs` epochs on uniformly sampled paths by the real
+   `EnasEvaluator` (as a search's warm-up trains it, cosine-annealed over those epochs);
+2. standalone accuracy: `--candidates` uniformly sampled genotypes, each trained from scratch
+   with one stated proxy recipe: its network in the layout a search exports, freshly
+   initialised (seed 0), `--standalone-epochs` epochs of the standalone evaluator's SGD recipe
+   (batch 64, lr 0.05, cosine, crop and flip) on the search's train split, accuracy on its
+   validation split;
+3. protocols: every candidate scored under the shared weights in several ways (the search's
+   own scoring among them); for each, Kendall's tau against the standalone accuracies with a
+   95% bootstrap interval (`nas.ranking`), seconds per candidate, and the cost ratio
+   standalone / scoring.
+
+Both trained parts are kept under `--cache` (the supernet once, each standalone accuracy in a
+file of its own), so a run can stop and resume, and shards can train candidates side by side:
+
+    .venv/bin/python bench/ranking.py [--candidates 32] [--supernet-epochs 10]
+        [--standalone-epochs 2] [--fixed-topology-epochs 0] [--threads 2]
+        [--parts supernet,standalone,score] [--shard 0/1] [--standalone-seconds S]
+        [--repeat N] [--cache DIR] [--no-docs]
+
+Prints one JSON object and, once every candidate has its standalone accuracy, rewrites the
+"Ranking fidelity on the CIFAR subset" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from _common import (
+    CIFAR,
+    PEERS_CIFAR,
+    ROOT,
+    command_line,
+    load_average,
+    machine_info,
+    markdown_table,
+    set_threads,
+    today,
+    write_section,
+)
+
+from nas.config import SearchConfig, parse_config
+from nas.enas import EnasEvaluator, accuracy_of
+from nas.evaluators import standalone_train_config
+from nas.ranking import agreement
+from nas.search import open_dataset
+from nas.seeding import stream_seed
+from nas.train import train_model
+from searchspace.genotype import Genotype
+
+PARTS = ("supernet", "standalone", "score")
+SECTION = "Ranking fidelity on the CIFAR subset (bench/ranking.py)"
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def bench_config(supernet_epochs: int, standalone_epochs: int, fixed_topology_epochs: int
+                 ) -> SearchConfig:
+    return parse_config({
+        "name": "bench-ranking", "seed": 0, "dataset": PEERS_CIFAR,
+        "network": {"cells": 2, "channels": 16},
+        "evaluator": {"name": "enas", "warmup_epochs": supernet_epochs - 1,
+                      "epochs": standalone_epochs,
+                      "fixed_topology_epochs": fixed_topology_epochs},
+        "strategy": {"name": "random"},
+        # plans `supernet_epochs` epochs: the learning rate anneals over them
+        "budget": {"architectures": 1},
+    })
+
+
+def candidates(config: SearchConfig, count: int) -> list[Genotype]:
+    space = config.space.build()
+    rng = random.Random("bench-ranking-candidates")
+    found: dict[str, Genotype] = {}
+    while len(found) < count:
+        genotype = space.sample(rng)
+        found.setdefault(genotype.id, genotype)
+    return list(found.values())
+
+
+def supernet_path(cache: Path, epochs: int, fixed_topology_epochs: int) -> Path:
+    warm_up = f"-topology-{fixed_topology_epochs}" if fixed_topology_epochs else ""
+    return cache / f"supernet-{epochs}-epochs{warm_up}.pt"
+
+
+def trained_supernet(config: SearchConfig, data, cache: Path, epochs: int) -> EnasEvaluator:
+    """The evaluator with its supernet trained `epochs` uniform epochs (kept in `cache`)."""
+    enas = EnasEvaluator(config, data)
+    path = supernet_path(cache, epochs, config.evaluator.fixed_topology_epochs)
+    if path.exists():
+        enas.load_state_dict(torch.load(path, weights_only=False))
+        return enas
+    started = time.perf_counter()
+    losses = [enas.train_epoch(strategy=None, uniform=True) for _ in range(epochs)]
+    state = enas.state_dict() | {"losses": losses,
+                                 "seconds": time.perf_counter() - started}
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return enas
+
+
+def supernet_facts(cache: Path, epochs: int, fixed_topology_epochs: int) -> dict:
+    state = torch.load(supernet_path(cache, epochs, fixed_topology_epochs), weights_only=False)
+    return {"epochs": state["epochs_done"], "losses": [round(v, 4) for v in state["losses"]],
+            "seconds": round(state["seconds"], 1)}
+
+
+def standalone_file(cache: Path, genotype: Genotype, epochs: int, seed: int = 0) -> Path:
+    suffix = "" if seed == 0 else f"-seed{seed}"
+    return cache / "standalone" / f"{genotype.id}-{epochs}-epochs{suffix}.json"
+
+
+def train_standalone(enas: EnasEvaluator, config: SearchConfig, data, genotype: Genotype,
+                     cache: Path, seed: int = 0) -> dict:
+    """Train `genotype`'s exported-layout network from scratch with the stated recipe (the
+    initial weights and the data order from `seed`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, "candidate-weights"))
+        network = enas.supernet.standalone(genotype)
+    recipe = standalone_train_config(config).model_copy(update={"seed": seed})
+    result = train_model(network, data, recipe)
+    row = {"genotype": genotype.id, "accuracy": result.history[-1].val_accuracy,
+           "train_seconds": round(result.seconds, 2), "threads": torch.get_num_threads(),
+           "params": enas.path_parameters(genotype), "epochs": config.evaluator.epochs,
+           "seed": seed}
+    path = standalone_file(cache, genotype, config.evaluator.epochs, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row))
+    return row
+
+
+# scoring protocols: each takes (evaluator, genotype, index) and returns an accuracy
+
+
+def search_protocol(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
+    """What a search does: the next validation batch in turn, batch statistics."""
+    return enas.evaluate([genotype])[0].accuracy
+
+
+def shared_batches(count: int) -> Callable[[EnasEvaluator, Genotype, int], float]:
+    def protocol(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
+        return enas.accuracies([genotype], [enas.valid_batches[:count]])[0]
+    return protocol
+
+
+def whole_split(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
+    return enas.score_on_whole_split(genotype)
+
+
+def recalibrated(train_batches: int, valid_batches: int | None
+                 ) -> Callable[[EnasEvaluator, Genotype, int], float]:
+    """Batch norm's running statistics re-estimated for the path on `train_batches` training
+    batches (no gradients), then eval mode on the first `valid_batches` (None: all)."""
+    def protocol(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
+        supernet = enas.supernet
+        norms = [m for m in supernet.modules()
+                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in norms]
+        batches = enas.valid_batches[:valid_batches]
+        try:
+            for module in norms:
+                module.reset_running_stats()
+                module.momentum = None  # a cumulative average over the batches
+            supernet.train()
+            with torch.inference_mode():
+                for images, _ in recalibration_batches(enas, train_batches):
+                    supernet(images.contiguous(memory_format=enas.memory_format), genotype)
+                supernet.eval()
+                counts = []
+                for images, labels in batches:
+                    images = images.contiguous(memory_format=enas.memory_format)
+                    correct = (supernet(images, genotype).argmax(1) == labels).sum().item()
+                    counts.append((int(correct), labels.numel()))
+        finally:
+            for module, (mean, var, momentum) in zip(norms, saved, strict=True):
+                module.running_mean.copy_(mean)
+                module.running_var.copy_(var)
+                module.momentum = momentum
+        return accuracy_of(counts)
+    return protocol
+
+
+_recalibration: list[Batch] = []
+
+
+def recalibration_batches(enas: EnasEvaluator, count: int) -> list[Batch]:
+    """The first `count` training batches of a fixed order, loaded once."""
+    if len(_recalibration) < count:
+        _recalibration.clear()
+        for batch in enas.data.train_loader(enas.options.batch_size, seed=12345):
+            _recalibration.append(batch)
+            if len(_recalibration) == count:
+                break
+    return _recalibration[:count]
+
+
+PROTOCOLS: dict[str, Callable[[EnasEvaluator, Genotype, int], float]] = {
+    "search: the next batch in turn, batch statistics": search_protocol,
+    "one batch, the same for every candidate": shared_batches(1),
+    "2 batches, the same for every candidate": shared_batches(2),
+    "4 batches, the same for every candidate": shared_batches(4),
+    "whole split (derivation)": whole_split,
+    "BN recalibrated on 2 train batches, then 1 shared batch": recalibrated(2, 1),
+    "BN recalibrated on 4 train batches, then 1 shared batch": recalibrated(4, 1),
+}
+
+
+def score(enas: EnasEvaluator, genotypes: Sequence[Genotype], standalone: Sequence[float],
+          standalone_seconds: float) -> list[dict]:
+    """Each protocol's scores, tau against standalone accuracy, and seconds per candidate."""
+    rows = []
+    for name, protocol in PROTOCOLS.items():
+        enas.valid_cursor = 0
+        protocol(enas, genotypes[0], 0)  # warm-up (one-off allocations)
+        enas.valid_cursor = 0
+        scores, seconds = [], []
+        for index, genotype in enumerate(genotypes):
+            started = time.perf_counter()
+            scores.append(protocol(enas, genotype, index))
+            seconds.append(time.perf_counter() - started)
+        per_candidate = statistics.median(seconds)
+        rows.append({"protocol": name, "scores": scores, "seconds": per_candidate,
+                     "cost_ratio": standalone_seconds / per_candidate,
+                     "agreement": agreement(scores, standalone, seed=0).model_dump()})
+    params = [float(enas.path_parameters(genotype)) for genotype in genotypes]
+    rows.append({"protocol": "parameter count (no training: a reference)", "scores": params,
+                 "seconds": None, "cost_ratio": None,
+                 "agreement": agreement(params, standalone, seed=0).model_dump()})
+    return rows
+
+
+def seed_agreement(done: Sequence[dict], repeated: Sequence[dict]) -> dict:
+    """Kendall's tau between the seed-0 and seed-1 standalone accuracies of the candidates
+    trained twice: the most any scoring can agree with a single seed's ranking."""
+    first = {row["genotype"]: row["accuracy"] for row in done}
+    return agreement([first[row["genotype"]] for row in repeated],
+                     [row["accuracy"] for row in repeated], seed=0).model_dump()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=32)
+    parser.add_argument("--supernet-epochs", type=int, default=10)
+    parser.add_argument("--standalone-epochs", type=int, default=2)
+    parser.add_argument("--fixed-topology-epochs", type=int, default=0,
+                        help="the supernet's topology warm-up (evaluator.fixed_topology_epochs)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--shard", default="0/1", help="i/n: train candidates i, i+n, ...")
+    parser.add_argument("--standalone-seconds", type=float, default=None,
+                        help="stop starting standalone candidates after this many seconds")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="train the first N candidates again with seed 1: how far the "
+                        "standalone accuracies agree with themselves")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".nas" / "bench-ranking")
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        sys.exit(f"--parts: a subset of {','.join(PARTS)}")
+    shard, shards = (int(value) for value in args.shard.split("/"))
+    if not CIFAR.exists():
+        sys.exit(f"bench/ranking.py needs {CIFAR} (the peers' data)")
+    set_threads(args.threads)
+    before = load_average()
+    config = bench_config(args.supernet_epochs, args.standalone_epochs,
+                          args.fixed_topology_epochs)
+    data = open_dataset(config)
+    genotypes = candidates(config, args.candidates)
+    if "supernet" in parts or "score" in parts:
+        enas = trained_supernet(config, data, args.cache, args.supernet_epochs)
+    else:
+        enas = EnasEvaluator(config, data)  # only for the exported layout and its counts
+    started = time.perf_counter()
+    if "standalone" in parts:
+        for index, genotype in enumerate(genotypes):
+            if index % shards != shard or standalone_file(
+                    args.cache, genotype, args.standalone_epochs).exists():
+                continue
+            if (args.standalone_seconds is not None
+                    and time.perf_counter() - started > args.standalone_seconds):
+                break
+            row = train_standalone(enas, config, data, genotype, args.cache)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    if "standalone" in parts:
+        for index, genotype in enumerate(genotypes[:args.repeat]):
+            if index % shards != shard or standalone_file(
+                    args.cache, genotype, args.standalone_epochs, seed=1).exists():
+                continue
+            if (args.standalone_seconds is not None
+                    and time.perf_counter() - started > args.standalone_seconds):
+                break
+            row = train_standalone(enas, config, data, genotype, args.cache, seed=1)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    files = [standalone_file(args.cache, g, args.standalone_epochs) for g in genotypes]
+    repeats = [standalone_file(args.cache, g, args.standalone_epochs, seed=1)
+               for g in genotypes[:args.repeat]]
+    repeated = [json.loads(path.read_text()) for path in repeats if path.exists()]
+    done = [json.loads(path.read_text()) for path in files if path.exists()]
+    result = {"machine": machine_info(), "command": command_line(), "date": today(),
+              "load_average_before": before, "candidates": len(genotypes),
+              "standalone_done": len(done), "standalone": done, "repeated": repeated}
+    if "score" in parts and len(done) == len(genotypes):
+        # the cost ratio's baseline, timed here at the scoring's threads: the candidate of
+        # median size trained again with the recipe (the cached times came from other runs)
+        by_size = sorted(genotypes, key=enas.path_parameters)
+        timed = time.perf_counter()
+        train_standalone(enas, config, data, by_size[len(by_size) // 2], Path(tempfile.mkdtemp()))
+        standalone_seconds = time.perf_counter() - timed
+        result |= {
+            "supernet": supernet_facts(args.cache, args.supernet_epochs,
+                                       args.fixed_topology_epochs),
+            "standalone_seconds": standalone_seconds,
+            "protocols": score(enas, genotypes, [row["accuracy"] for row in done],
+                               standalone_seconds),
+            "seed_agreement": seed_agreement(done, repeated),
+            "load_average_after": load_average(),
+        }
+        if not args.no_docs:
+            warm_up = args.fixed_topology_epochs
+            write_section(SECTION + (f", topology warm-up of {warm_up} epochs" if warm_up else ""),
+                          render(result, args))
+    print(json.dumps(result, indent=2))
+
+
+def render(result: dict, args: argparse.Namespace) -> str:
+    supernet, done = result["supernet"], result["standalone"]
+    accuracies = [row["accuracy"] for row in done]
+    lines = [
+        f"Run on {result['date']} with `{result['command']}`, {result['machine']['threads']} "
+        f"torch thread(s), load average before {result['load_average_before']}, after "
+        f"{result['load_average_after']}. Supernet: the peers' CIFAR configuration (ENAS's "
+        f"five ops, width 16, 8 cells, batch 64), {supernet['epochs']} epochs on uniformly "
+        f"sampled paths (topology warm-up: {args.fixed_topology_epochs} epochs; "
+        f"{supernet['seconds']:.0f} s; mean training loss of the last epoch "
+        f"{supernet['losses'][-1]:.2f}). Standalone: {len(done)} uniformly sampled cells, each "
+        f"trained from scratch in the layout a search exports, seed 0, "
+        f"{args.standalone_epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip) "
+        f"on the same 4,085 training images, accuracy on the same 1,000 held-out images: "
+        f"{min(accuracies):.3f} to {max(accuracies):.3f} (median "
+        f"{statistics.median(accuracies):.3f}). The cost ratio's standalone time: the candidate of "
+        f"median size trained again with that recipe in this process, "
+        f"{result['standalone_seconds']:.0f} s.",
+        "",
+        "Kendall's tau of each shared-weight scoring against the standalone accuracies (95% "
+        "bootstrap interval over the candidates); seconds: median per candidate; cost ratio: "
+        "standalone training seconds / scoring seconds.",
+        "",
+        markdown_table(["scoring", "Kendall's tau (95% interval)", "s / candidate",
+                        "cost ratio"], [
+            [row["protocol"], tau_text(row["agreement"]),
+             "-" if row["seconds"] is None else f"{row['seconds']:.3f}",
+             "-" if row["cost_ratio"] is None else f"{row['cost_ratio']:.0f}x"]
+            for row in result["protocols"]
+        ], align="lrrr"),
+    ]
+    if result["repeated"]:
+        lines += ["", f"The standalone accuracies themselves: the first {len(result['repeated'])} "
+                  "candidates trained again with seed 1 (initial weights and data order) rank as "
+                  f"with seed 0 at Kendall's tau {tau_text(result['seed_agreement'])}: how far "
+                  "one seed's ranking can be trusted."]
+    return "\n".join(lines)
+
+
+def tau_text(ranking: dict) -> str:
+    if ranking["kendall_tau"] is None:
+        return "undefined"
+    return f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f})"
+
+
+if __name__ == "__main__":
+    main()
