@@ -28,6 +28,7 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def searched_cell(config: SearchConfig, cache: Path) -> dict:
         return json.loads(path.read_text())
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with Store(f"sqlite:///{cache}/search.db") as store:
+    with tempfile.TemporaryDirectory() as home, Store(f"sqlite:///{home}/search.db") as store:
         record = run_search(store, create_search(store, config).id)
         best = store.architectures(record.id, role="derived", order="reward")[0]
         found = {"search_id": record.id, "status": str(record.status),
@@ -127,7 +128,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--budget-seconds", type=float, default=None,
                         help="start no training after this many seconds")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".nas" / "bench-classics")
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "results" / "classics",
+                        help="kept between runs (committed: the hours of training outlive a "
+                        "session's machine)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     if not CIFAR.exists():

@@ -264,7 +264,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=0,
                         help="train the first N candidates again with seed 1: how far the "
                         "standalone accuracies agree with themselves")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".nas" / "bench-ranking")
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "results" / "ranking",
+                        help="kept between runs; the standalone results are committed, the "
+                        "supernet's weights (*.pt) are not")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
