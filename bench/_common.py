@@ -74,6 +74,13 @@ def summarize(seconds: Sequence[float]) -> dict:
     }
 
 
+def tau_text(ranking: dict) -> str:
+    """A `nas.ranking.Agreement` dump as "tau (low to high)", or "undefined"."""
+    if ranking["kendall_tau"] is None:
+        return "undefined"
+    return f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f})"
+
+
 def today() -> str:
     return _dt.date.today().isoformat()
 

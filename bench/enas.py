@@ -42,6 +42,7 @@ from _common import (
     machine_info,
     markdown_table,
     set_threads,
+    tau_text,
     today,
     write_section,
 )
@@ -340,12 +341,6 @@ def render(result: dict) -> str:
         "what derivation does); 95% bootstrap intervals over the candidates.",
     ]
     return "\n".join(lines)
-
-
-def tau_text(ranking: dict) -> str:
-    if ranking["kendall_tau"] is None:
-        return "undefined"
-    return f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f})"
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from _common import (
     machine_info,
     markdown_table,
     set_threads,
+    tau_text,
     today,
     write_section,
 )
@@ -241,6 +242,17 @@ def score(enas: EnasEvaluator, genotypes: Sequence[Genotype], standalone: Sequen
     return rows
 
 
+def shard_of(text: str) -> tuple[int, int]:
+    """`i/n` with 0 <= i < n, for --shard."""
+    try:
+        shard, shards = (int(value) for value in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n, e.g. 0/2, got {text!r}") from None
+    if not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"expected 0 <= i < n, got {text!r}")
+    return shard, shards
+
+
 def seed_agreement(done: Sequence[dict], repeated: Sequence[dict]) -> dict:
     """Kendall's tau between the seed-0 and seed-1 standalone accuracies of the candidates
     trained twice: the most any scoring can agree with a single seed's ranking."""
@@ -258,7 +270,8 @@ def main() -> None:
                         help="the supernet's topology warm-up (evaluator.fixed_topology_epochs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default=",".join(PARTS))
-    parser.add_argument("--shard", default="0/1", help="i/n: train candidates i, i+n, ...")
+    parser.add_argument("--shard", type=shard_of, default=(0, 1),
+                        help="i/n: train candidates i, i+n, ...")
     parser.add_argument("--standalone-seconds", type=float, default=None,
                         help="stop starting standalone candidates after this many seconds")
     parser.add_argument("--repeat", type=int, default=0,
@@ -272,7 +285,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if parts - set(PARTS):
         sys.exit(f"--parts: a subset of {','.join(PARTS)}")
-    shard, shards = (int(value) for value in args.shard.split("/"))
+    shard, shards = args.shard
     if not CIFAR.exists():
         sys.exit(f"bench/ranking.py needs {CIFAR} (the peers' data)")
     set_threads(args.threads)
@@ -286,25 +299,17 @@ def main() -> None:
     else:
         enas = EnasEvaluator(config, data)  # only for the exported layout and its counts
     started = time.perf_counter()
-    if "standalone" in parts:
-        for index, genotype in enumerate(genotypes):
+    if "standalone" in parts:  # every candidate with seed 0, then the first --repeat with 1
+        jobs = [(index, genotype, 0) for index, genotype in enumerate(genotypes)]
+        jobs += [(index, genotype, 1) for index, genotype in enumerate(genotypes[:args.repeat])]
+        for index, genotype, seed in jobs:
             if index % shards != shard or standalone_file(
-                    args.cache, genotype, args.standalone_epochs).exists():
+                    args.cache, genotype, args.standalone_epochs, seed).exists():
                 continue
             if (args.standalone_seconds is not None
                     and time.perf_counter() - started > args.standalone_seconds):
                 break
-            row = train_standalone(enas, config, data, genotype, args.cache)
-            print(json.dumps(row), file=sys.stderr, flush=True)
-    if "standalone" in parts:
-        for index, genotype in enumerate(genotypes[:args.repeat]):
-            if index % shards != shard or standalone_file(
-                    args.cache, genotype, args.standalone_epochs, seed=1).exists():
-                continue
-            if (args.standalone_seconds is not None
-                    and time.perf_counter() - started > args.standalone_seconds):
-                break
-            row = train_standalone(enas, config, data, genotype, args.cache, seed=1)
+            row = train_standalone(enas, config, data, genotype, args.cache, seed)
             print(json.dumps(row), file=sys.stderr, flush=True)
     files = [standalone_file(args.cache, g, args.standalone_epochs) for g in genotypes]
     repeats = [standalone_file(args.cache, g, args.standalone_epochs, seed=1)
@@ -374,12 +379,6 @@ def render(result: dict, args: argparse.Namespace) -> str:
                   f"with seed 0 at Kendall's tau {tau_text(result['seed_agreement'])}: how far "
                   "one seed's ranking can be trusted."]
     return "\n".join(lines)
-
-
-def tau_text(ranking: dict) -> str:
-    if ranking["kendall_tau"] is None:
-        return "undefined"
-    return f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f})"
 
 
 if __name__ == "__main__":
