@@ -82,13 +82,23 @@ class FactorizedReduce(nn.Module):
         half = c_out // 2
         self.relu = nn.ReLU(inplace=False)
         self.conv_even = nn.Conv2d(c_in, half, 1, stride=2, bias=False)
-        self.conv_odd = nn.Conv2d(c_in, c_out - half, 1, stride=2, bias=False)
+        # applied to the odd pixels, already taken one in two: the stride-2 convolution of the
+        # input shifted by one pixel, without building the padded full-size copy
+        self.conv_odd = nn.Conv2d(c_in, c_out - half, 1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_even(x), self.conv_odd(shifted)], dim=1))
+        return self.bn(reduce_by_two(self.relu(x), self.conv_even.weight, self.conv_odd.weight))
+
+
+def reduce_by_two(x: torch.Tensor, even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+    """`FactorizedReduce`'s two 1x1 convolutions: `even` at stride 2 on the input, `odd` on the
+    input shifted by one pixel (zero past the bottom and right edge), then concatenated."""
+    height, width = x.shape[-2:]
+    shifted = x[:, :, 1::2, 1::2]
+    if height % 2 or width % 2:  # the shifted input's last row / column is padding
+        shifted = F.pad(shifted, (0, width % 2, 0, height % 2))
+    return torch.cat([F.conv2d(x, even, stride=2), F.conv2d(shifted, odd)], dim=1)
 
 
 class Identity(nn.Module):
@@ -96,6 +106,24 @@ class Identity(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+class AveragePool3x3(nn.Module):
+    """3x3 average pooling over the pixels inside the image (`count_include_pad=False`),
+    computed as a depthwise convolution of ones divided by each window's pixel count: the
+    numbers of `nn.AvgPool2d(3, stride, 1, count_include_pad=False)` within rounding, and its
+    training step several times faster on the CPU (docs/benchmarks.md, "Op kernels")."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ones = x.new_ones(x.shape[1], 1, 3, 3)
+        sums = F.conv2d(x, ones, stride=self.stride, padding=1, groups=x.shape[1])
+        counts = F.conv2d(x.new_ones(1, 1, *x.shape[-2:]), ones[:1], stride=self.stride,
+                          padding=1)
+        return sums / counts
 
 
 class SqueezeExcitation(nn.Module):
@@ -185,7 +213,7 @@ class InceptionBranches(nn.Module):
             ReLUConvBN(channels, c33, 1), ReLUConvBN(c33, c33, 3), ReLUConvBN(c33, c33, 3, stride)
         )
         self.branch_pool = nn.Sequential(
-            nn.AvgPool2d(3, stride, 1, count_include_pad=False), ReLUConvBN(channels, cp, 1)
+            AveragePool3x3(stride), ReLUConvBN(channels, cp, 1)
         )
         self.project = ReLUConvBN(c1 + c3 + c33 + cp, channels, 1)
 
@@ -272,7 +300,7 @@ def mbconv_3x3(channels: int, stride: int) -> nn.Module:
 
 @register_op("avg_pool_3x3")
 def avg_pool_3x3(channels: int, stride: int) -> nn.Module:
-    return nn.AvgPool2d(3, stride, 1, count_include_pad=False)
+    return AveragePool3x3(stride)
 
 
 @register_op("max_pool_3x3")

@@ -19,7 +19,7 @@ from torch import nn
 
 from searchspace.genotype import Block, Genotype, InvalidGenotype, loose_ends
 from searchspace.network import CellNetwork, cifar_stem, stage_plan
-from searchspace.ops import FactorizedReduce, ReLUConvBN, create_op
+from searchspace.ops import FactorizedReduce, ReLUConvBN, create_op, reduce_by_two
 from searchspace.spaces import SearchSpace
 
 Columns = torch.Tensor | None  # input channels in use (None: all of them)
@@ -54,10 +54,7 @@ class SlicedFactorizedReduce(nn.Module):
         even, odd = self.reduce.conv_even.weight, self.reduce.conv_odd.weight
         if columns is not None:
             even, odd = even[:, columns], odd[:, columns]
-        x = F.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        out = torch.cat([F.conv2d(x, even, stride=2), F.conv2d(shifted, odd, stride=2)], dim=1)
-        return self.reduce.bn(out)
+        return self.reduce.bn(reduce_by_two(F.relu(x), even, odd))
 
     def copy_to(self, target: FactorizedReduce, columns: Columns) -> None:
         for name in ("conv_even", "conv_odd"):

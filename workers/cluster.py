@@ -12,6 +12,7 @@ import socket
 
 import ray
 
+from nas.allocator import keep_freed_memory
 from nas.threads import prefer_passive_openmp
 
 ADDRESS_VARIABLE = "NAS_RAY_ADDRESS"
@@ -44,6 +45,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     prefer_passive_openmp()  # a local Ray's workers inherit it (see nas.threads)
+    keep_freed_memory()  # and the allocator's thresholds (see nas.allocator)
     address = cluster_address(address)
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,

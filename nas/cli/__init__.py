@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
+from nas.allocator import keep_freed_memory
 from nas.threads import prefer_passive_openmp
 
 prefer_passive_openmp()  # before torch loads: OpenMP reads its wait policy then
+keep_freed_memory()
 
 from nas.cli import (  # noqa: E402, F401  (they register commands)
     baseline_commands,
