@@ -3,8 +3,11 @@
 Runs `nas search --json` on the peers' CIFAR configuration (`../shared/PEERS.md`: CIFAR-10
 subset with 1,000 images held out, batch 64, ENAS's five ops, 5 blocks, width 16, 8 cells)
 as a child process, twice: with the default objective, and with `objective.latency_target_ms`
-set to ResNet-20's batch-1 forward latency measured here first. While each runs, the RSS of
-its whole process tree (`/proc`, every 0.2 s) is summed; its peak is the search's footprint.
+set to ResNet-20's batch-1 forward latency measured here first; and the first once more with
+`NAS_KEEP_TRITON=1` (triton loaded as before `nas.without_triton`: the memory baseline) and
+once more for each `evaluator.micro_batch` of `--micro-batches` (default 16 and 8). While
+each runs, the RSS of its whole process tree (`/proc`, every 0.2 s) is summed; its peak is the
+search's footprint.
 
 Then, in this process, each search's best cell (as `nas export` builds it: the search's
 network settings) and resnet20 / mobilenet_v2 are measured with `nas.latency` (a batch-1
@@ -12,7 +15,8 @@ forward pass in the exported module's memory format, and a training step at batc
 memory format training uses), the networks interleaved over `--rounds` rounds; medians.
 
     .venv/bin/python bench/search_footprint.py [--search-seconds 240] [--threads 1]
-        [--warmup-epochs 2] [--rounds 3] [--latency-weight -0.5] [--no-docs]
+        [--warmup-epochs 2] [--rounds 3] [--latency-weight -0.5] [--micro-batches 16 8]
+        [--no-docs]
 
 Prints one JSON object and rewrites the "Search footprint and latency" section of
 docs/benchmarks.md.
@@ -54,15 +58,17 @@ SHAPE = (3, 32, 32)
 BATCH = 64
 SECTION = "Search footprint and latency (bench/search_footprint.py)"
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+TRITON_BASELINE = "no target, NAS_KEEP_TRITON=1"
 
 
 def search_config(seconds: float, warmup_epochs: int, latency_target_ms: float | None,
-                  latency_weight: float) -> dict:
+                  latency_weight: float, micro_batch: int | None = None) -> dict:
     config = {
         "name": "bench-footprint", "seed": 0,
         "dataset": PEERS_CIFAR,
         "network": {"cells": 2, "channels": 16},
-        "evaluator": {"name": "enas", "warmup_epochs": warmup_epochs},
+        "evaluator": {"name": "enas", "warmup_epochs": warmup_epochs,
+                      "micro_batch": micro_batch},
         "budget": {"architectures": 160, "seconds": seconds},
     }
     if latency_target_ms is not None:
@@ -95,12 +101,13 @@ def tree_rss_mib(root: int) -> float:
     return sum(resident.get(pid, 0) for pid in tree) * PAGE_KIB / 1024
 
 
-def run_search(config: dict, threads: int, workdir: Path, name: str) -> dict:
+def run_search(config: dict, threads: int, workdir: Path, name: str,
+               environment: dict[str, str]) -> dict:
     """`nas search --json` in a child process; its summary, wall time and peak tree RSS."""
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(config))
     env = {**os.environ, "NAS_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "NAS_HOME": str(workdir / "home")}
+           "NAS_HOME": str(workdir / "home"), **environment}
     env.pop("NAS_DATABASE_URL", None)  # the search's own SQLite file under NAS_HOME
     started = time.perf_counter()
     process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "nas"), "search", "-c", str(path),
@@ -156,6 +163,8 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=2)
     parser.add_argument("--latency-weight", type=float, default=-0.5,
                         help="objective.latency_weight of the targeted search")
+    parser.add_argument("--micro-batches", type=int, nargs="*", default=[16, 8],
+                        help="evaluator.micro_batch of one more untargeted search each")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     if not CIFAR.exists():
@@ -166,19 +175,25 @@ def main() -> None:
     target = latencies({"resnet20": classics()["resnet20"]}, args.rounds)["resnet20"]
     searches = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, latency_target in (("no target", None),
-                                      ("latency target", target["forward_ms"])):
+        variants = [("no target", None, {}, None),
+                    (TRITON_BASELINE, None, {"NAS_KEEP_TRITON": "1"}, None),
+                    ("latency target", target["forward_ms"], {}, None)]
+        variants += [(f"no target, micro-batches of {micro_batch}", None, {}, micro_batch)
+                     for micro_batch in args.micro_batches]
+        for label, latency_target, environment, micro_batch in variants:
             config = search_config(args.search_seconds, args.warmup_epochs, latency_target,
-                                   args.latency_weight)
-            searches[label] = run_search(config, args.threads, Path(tmp), label.replace(" ", "-"))
+                                   args.latency_weight, micro_batch)
+            searches[label] = run_search(config, args.threads, Path(tmp),
+                                         f"search-{len(searches)}", environment)
             searches[label]["latency_target_ms"] = latency_target
     networks = {f"derived best, {label}": CellNetwork(  # the layout the search exports
         Genotype.from_dict(run["summary"]["best_genotype"]), num_classes=10, cells=2,
-        channels=16, reduce_inputs=True) for label, run in searches.items()}
+        channels=16, reduce_inputs=True)
+        for label, run in searches.items() if label in ("no target", "latency target")}
     measured = latencies({**networks, **classics()}, args.rounds)
     result = {"machine": machine_info(), "threads": args.threads, "rounds": args.rounds,
               "latency_weight": args.latency_weight, "command": command_line(),
-              "search_seconds": args.search_seconds,
+              "search_seconds": args.search_seconds, "micro_batches": args.micro_batches,
               "warmup_epochs": args.warmup_epochs, "resnet20_target": target,
               "searches": searches, "latency": measured,
               "seconds": round(time.perf_counter() - started, 1),
@@ -194,13 +209,18 @@ def markdown(result: dict) -> str:
     lines = [
         f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
         f"{result['threads']} torch thread(s), load average (1, 5, 15 min) before "
-        f"{load['before']}, after {load['after']}. Two `nas search` runs of the peers' CIFAR "
+        f"{load['before']}, after {load['after']}. `nas search` runs of the peers' CIFAR "
         f"configuration (ENAS's five ops, width 16, 8 cells, {result['warmup_epochs']} warm-up "
-        f"epochs, at most 160 candidates, {result['search_seconds']:.0f} s budget), one with "
-        "the default objective and one with `objective.latency_target_ms` = ResNet-20's "
+        f"epochs, at most 160 candidates, {result['search_seconds']:.0f} s budget): one with "
+        "the default objective; one with `objective.latency_target_ms` = ResNet-20's "
         "batch-1 forward latency "
         f"measured first ({result['resnet20_target']['forward_ms']} ms) and "
-        f"`latency_weight` {result['latency_weight']}.",
+        f"`latency_weight` {result['latency_weight']}; the first again with "
+        "`NAS_KEEP_TRITON=1`, which loads triton as `nas` did before it kept triton out of "
+        "processes without a GPU (`nas.without_triton`): the memory baseline" + (
+            "; and the first again in micro-batches of "
+            f"{' and of '.join(str(size) for size in result['micro_batches'])} "
+            "(`evaluator.micro_batch`)." if result.get("micro_batches") else "."),
         "",
         "**Whole search**: peak of the summed RSS of the `nas search` process tree (sampled "
         "every 0.2 s):",
@@ -222,7 +242,8 @@ def markdown(result: dict) -> str:
             " No candidate was scored before derivation: after the warm-up, the time reserved "
             "for derivation (its candidates scored on the whole validation split) took the rest "
             "of the budget, so the best cell was chosen by derivation's ranking alone."
-            if any(run["summary"]["architectures"] == 0 for run in searches.values()) else ""),
+            if any(run["summary"]["architectures"] == 0 for run in searches.values()) else "")
+        + triton_text(searches),
         "",
         f"**Latency** (medians of {result['rounds']} interleaved rounds; forward: batch 1, "
         "contiguous, eval mode, one thread; training step: SGD at batch 64; each network freshly "
@@ -236,6 +257,15 @@ def markdown(result: dict) -> str:
              for name, row in measured.items()]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def triton_text(searches: dict) -> str:
+    if TRITON_BASELINE not in searches:
+        return ""
+    kept = searches[TRITON_BASELINE]["peak_tree_rss_mib"]
+    hidden = searches["no target"]["peak_tree_rss_mib"]
+    return (f" Triton kept out of the search process: peak {kept:.0f} -> {hidden:.0f} MiB "
+            f"({hidden - kept:+.0f} MiB).")
 
 
 def ranking_text(ranking: dict | None) -> str:

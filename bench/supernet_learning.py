@@ -6,10 +6,13 @@ same `--paths` random paths are scored on the whole validation split under the s
 weights. Each op set also runs with the topology warm-up (`evaluator.fixed_topology_epochs`:
 for the first epochs the paths keep one genotype's inputs and vary only their ops). A control
 row trains one fixed path of the ten-op space alone in the same supernet: what the weights
-learn when nothing is shared between paths.
+learn when nothing is shared between paths. The row `five-topology-micro` (not run by
+default) trains the five ops with the topology warm-up in micro-batches of `--micro-batch`
+(`evaluator.micro_batch`: batch norm's statistics per micro-batch).
 
     .venv/bin/python bench/supernet_learning.py [--dataset digits|cifar] [--epochs 8]
-        [--paths 10] [--threads 1] [--fixed-topology-epochs K] [--rows five ...] [--no-docs]
+        [--paths 10] [--threads 1] [--fixed-topology-epochs K] [--rows five ...]
+        [--micro-batch 16] [--no-docs]
 
 Prints one JSON object and rewrites the "Supernet learning, five ops vs ten ops" section of
 docs/benchmarks.md (one table per dataset run; the other dataset's table is kept).
@@ -49,14 +52,16 @@ SECTION = "Supernet learning, five ops vs ten ops (bench/supernet_learning.py)"
 
 
 def learning_curve(dataset: str, ops: tuple[str, ...], epochs: int, paths: int,
-                   fixed: bool = False, fixed_topology_epochs: int = 0) -> list[dict]:
+                   fixed: bool = False, fixed_topology_epochs: int = 0,
+                   micro_batch: int | None = None) -> list[dict]:
     """Loss and mean whole-split accuracy of `paths` random paths after each epoch."""
     data_config, cells = DATASETS[dataset]
     config = parse_config({
         "name": "bench-learning", "seed": 0, "dataset": data_config,
         "space": {"ops": list(ops)}, "network": {"cells": cells, "channels": 16},
         "evaluator": {"name": "enas", "warmup_epochs": epochs,
-                      "fixed_topology_epochs": fixed_topology_epochs},
+                      "fixed_topology_epochs": fixed_topology_epochs,
+                      "micro_batch": micro_batch},
         "budget": {"architectures": 1},  # plans `epochs` + 1 epochs: the cosine schedule
     })
     data = open_dataset(config)
@@ -103,6 +108,8 @@ def main() -> None:
                         help="the topology warm-up's epochs in its rows (default: a third)")
     parser.add_argument("--rows", nargs="+", default=["five", "five-topology", "ten",
                                                       "ten-topology", "control"])
+    parser.add_argument("--micro-batch", type=int, default=16,
+                        help="evaluator.micro_batch of the five-topology-micro row")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     if args.dataset == "cifar" and not CIFAR.exists():
@@ -111,20 +118,24 @@ def main() -> None:
     load_before, started = load_average(), time.perf_counter()
     topology = (args.epochs // 3 if args.fixed_topology_epochs is None
                 else args.fixed_topology_epochs)
-    rows = {  # key: (label, ops, paths, fixed path, topology warm-up epochs)
-        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, 0),
+    rows = {  # key: (label, ops, paths, fixed path, topology warm-up epochs, micro-batch)
+        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, 0, None),
         "five-topology": (f"five ops, topology warm-up ({topology} epochs)", ENAS_OPS,
-                          args.paths, False, topology),
-        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0),
+                          args.paths, False, topology, None),
+        "five-topology-micro": (f"five ops, topology warm-up ({topology} epochs), "
+                                f"micro-batches of {args.micro_batch}", ENAS_OPS, args.paths,
+                                False, topology, args.micro_batch),
+        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0, None),
         "ten-topology": (f"ten ops, topology warm-up ({topology} epochs)", DEFAULT_OPS,
-                         args.paths, False, topology),
-        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0),
+                         args.paths, False, topology, None),
+        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0, None),
     }
     if unknown := set(args.rows) - set(rows):
         sys.exit(f"--rows: unknown {sorted(unknown)}; known: {list(rows)}")
     runs = {label: learning_curve(args.dataset, ops, args.epochs, paths, fixed=fixed,
-                                  fixed_topology_epochs=warmup)
-            for key, (label, ops, paths, fixed, warmup) in rows.items() if key in args.rows}
+                                  fixed_topology_epochs=warmup, micro_batch=micro)
+            for key, (label, ops, paths, fixed, warmup, micro) in rows.items()
+            if key in args.rows}
     result = {"machine": machine_info(), "command": command_line(), "dataset": args.dataset,
               "epochs": args.epochs,
               "paths": args.paths, "threads": args.threads, "runs": runs,

@@ -31,6 +31,7 @@ from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.states import ArchitectureState
 from nas.train import EpochCallback, EpochMetrics
+from nas.without_triton import hide_triton_without_gpu
 from searchspace.genotype import Genotype
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def _serve(connection: Connection, config: dict[str, Any], data: DataSplits,
     """The worker: train each genotype received, send its epochs and its evaluation."""
     from nas.evaluators import StandaloneEvaluator
 
+    hide_triton_without_gpu()
     torch.set_num_threads(threads)
     search_config = SearchConfig.model_validate(config)
     evaluator = StandaloneEvaluator(

@@ -89,6 +89,11 @@ class EvaluatorConfig(_Section):
     learning_rate: float = Field(0.05, gt=0, description="SGD, standalone candidates")
     weight_decay: float = Field(3e-4, ge=0)
     grad_clip: float = Field(5.0, gt=0)
+    micro_batch: int | None = Field(
+        None, ge=1, description="train on each batch a part of this many examples at a time, "
+        "adding up their gradients into one step: training memory shrinks with it, and batch "
+        "norm computes its statistics per part (nas.micro_batches); None: whole batches"
+    )
     # standalone
     epochs: int = Field(3, ge=1, description="training epochs per candidate (proxy budget)")
     reward_epochs: int = Field(1, ge=1, description="reward = best val accuracy of the last k")

@@ -40,6 +40,7 @@ from nas.evaluators import Evaluation, Evaluator, Proposer, StandaloneEvaluator
 from nas.latency import Latency, measure_latency
 from nas.memory_format import use_channels_last
 from nas.metrics import Retrained
+from nas.micro_batches import micro_batches
 from nas.objective import uses_latency, uses_multiply_adds
 from nas.ranking import agreement
 from nas.schedule import cosine_factor
@@ -339,18 +340,20 @@ class EnasEvaluator(Evaluator):
             else:
                 genotype = space.sample(self.uniform)
             images = images.contiguous(memory_format=self.memory_format)
-            loss = F.cross_entropy(self.supernet(images, genotype), labels)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"supernet loss became {loss.item()} in epoch {self.epochs_done + 1}; "
-                    "try a lower evaluator.supernet_learning_rate "
-                    f"(now {self.options.supernet_learning_rate:g})"
-                )
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for part, part_labels, share in micro_batches(images, labels,
+                                                          self.options.micro_batch):
+                loss = F.cross_entropy(self.supernet(part, genotype), part_labels)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"supernet loss became {loss.item()} in epoch {self.epochs_done + 1}; "
+                        "try a lower evaluator.supernet_learning_rate "
+                        f"(now {self.options.supernet_learning_rate:g})"
+                    )
+                (loss if share == 1.0 else loss * share).backward()
+                total += loss.item() * share
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.options.grad_clip)
             self.optimizer.step()
-            total += loss.item()
             count += 1
         self.epochs_done += 1
         logger.info("supernet epoch %d: loss %.4f", self.epochs_done, total / max(count, 1))
@@ -417,7 +420,8 @@ class EnasEvaluator(Evaluator):
             network = extract_network(self.supernet, genotype)
             shape = (info.in_channels, info.input_size, info.input_size)
             step_options = ({"batch_size": self.options.batch_size,
-                             "num_classes": info.num_classes} if train_step else {})
+                             "num_classes": info.num_classes,
+                             "micro_batch": self.options.micro_batch} if train_step else {})
             measured = measure_latency(network, shape, device=CPU, **step_options)
             known.setdefault("forward_ms", measured.forward_ms)
             if train_step:

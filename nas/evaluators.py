@@ -175,6 +175,7 @@ def standalone_train_config(config: SearchConfig) -> TrainConfig:
         epochs=config.evaluator.epochs,
         batch_size=config.evaluator.batch_size,
         learning_rate=config.evaluator.learning_rate,
+        micro_batch=config.evaluator.micro_batch,
         seed=config.seed,
     )
 
@@ -239,7 +240,8 @@ class StandaloneEvaluator(Evaluator):
                                  on_epoch=on_epoch)
             latency = measure_latency(model, input_shape, device=trained_on(model),
                                       batch_size=self.train_config.batch_size,
-                                      num_classes=info.num_classes)
+                                      num_classes=info.num_classes,
+                                      micro_batch=self.train_config.micro_batch)
         except Exception as error:  # a failed candidate is recorded, the search goes on
             logger.warning("candidate %s failed: %s", genotype.id, error)
             return Evaluation(state=ArchitectureState.FAIL, error=describe_failure(error),

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.memory_format import use_channels_last
+from nas.micro_batches import micro_batches
 
 FORWARD_REPEATS = 5
 FORWARD_THREADS = 1
@@ -85,8 +86,9 @@ def forward_threads() -> Iterator[None]:
 
 def train_step_ms(model: torch.nn.Module, input_shape: tuple[int, ...], batch_size: int,
                   num_classes: int, device: torch.device = CPU,
-                  repeats: int = TRAIN_STEP_REPEATS) -> float:
-    """Median milliseconds of one SGD training step of a copy of `model` at `batch_size`."""
+                  repeats: int = TRAIN_STEP_REPEATS, micro_batch: int | None = None) -> float:
+    """Median milliseconds of one SGD training step of a copy of `model` at `batch_size`
+    (in parts of `micro_batch` examples, as training takes it: nas.micro_batches)."""
     trained = copy.deepcopy(model).train().to(device)
     layout = (torch.channels_last if use_channels_last(device, trained)
               else torch.contiguous_format)
@@ -97,9 +99,13 @@ def train_step_ms(model: torch.nn.Module, input_shape: tuple[int, ...], batch_si
     labels = torch.randint(0, num_classes, (batch_size,), generator=generator).to(device)
     optimizer = torch.optim.SGD(trained.parameters(), lr=1e-3, momentum=0.9)
 
+    parts = micro_batches(images, labels, micro_batch)
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(trained(images), labels).backward()
+        for part, part_labels, share in parts:
+            loss = F.cross_entropy(trained(part), part_labels)
+            (loss if share == 1.0 else loss * share).backward()
         optimizer.step()
 
     return _median_ms(step, repeats, device)
@@ -112,11 +118,13 @@ def trained_on(model: torch.nn.Module) -> torch.device:
 
 def measure_latency(model: torch.nn.Module, input_shape: tuple[int, ...], *,
                     device: torch.device = CPU, batch_size: int | None = None,
-                    num_classes: int | None = None) -> Latency:
-    """The forward latency and, with `batch_size` and `num_classes`, the training step's."""
+                    num_classes: int | None = None, micro_batch: int | None = None) -> Latency:
+    """The forward latency and, with `batch_size` and `num_classes`, the training step's (in
+    parts of `micro_batch` examples)."""
     step = None
     if batch_size is not None and num_classes is not None:
-        step = round(train_step_ms(model, input_shape, batch_size, num_classes, device), 3)
+        step = round(train_step_ms(model, input_shape, batch_size, num_classes, device,
+                                   micro_batch=micro_batch), 3)
     return Latency(forward_ms=round(forward_ms(model, input_shape, device), 3),
                    train_step_ms=step, device=str(device),
                    train_batch=None if step is None else batch_size)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy.stats import kendalltau
 
 BOOTSTRAP_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -39,6 +38,10 @@ def kendall(first: Sequence[float], second: Sequence[float]) -> float | None:
     """Kendall's tau-b of two scorings (None when undefined)."""
     if len(first) < 2:
         return None
+    # Imported here: scipy.stats costs a process 61 MiB and 0.7 s, and only derivation, at the
+    # end of a search, needs it (not the supernet training that sets a search's peak memory).
+    from scipy.stats import kendalltau
+
     tau = kendalltau(first, second).statistic
     return None if tau is None or math.isnan(tau) else float(tau)
 

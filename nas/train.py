@@ -25,6 +25,7 @@ from torch import nn
 
 from nas.data import DataSplits
 from nas.memory_format import use_channels_last
+from nas.micro_batches import micro_batches
 from nas.schedule import cosine_factor
 from nas.seeding import Seed, stream_seed
 
@@ -53,6 +54,9 @@ class TrainConfig(BaseModel):
     drop_path: float = Field(0.0, ge=0, lt=1, description="final drop-path probability")
     auxiliary_weight: float = Field(0.4, ge=0, description="weight of the auxiliary head's loss")
     grad_clip: float = Field(5.0, gt=0)
+    micro_batch: int | None = Field(
+        None, ge=1, description="examples per forward/backward pass; their gradients add up "
+        "to one step on the whole batch (nas.micro_batches); None: the whole batch at once")
     augment: bool = True
     seed: Seed = 0
     amp: bool = Field(True, description="mixed precision when training on CUDA")
@@ -214,22 +218,26 @@ def train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor,
     if config.cutout:
         images = apply_cutout(images, config.cutout, run.cutout_generator)
     images, labels = _to_device(images, labels, run.device, run.channels_last)
-    with _autocast(run.device, enabled=run.autocast):
-        logits, loss = _forward_loss(run.model, images, labels, config)
-    loss_value = loss.item()
-    if not math.isfinite(loss_value):
-        raise TrainingDiverged(
-            f"loss became {loss_value} at {where}; try a lower learning rate "
-            f"(now {run.optimizer.param_groups[0]['lr']:g})"
-        )
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
+    loss_value, correct = 0.0, 0
+    for part, part_labels, share in micro_batches(images, labels, config.micro_batch):
+        with _autocast(run.device, enabled=run.autocast):
+            logits, loss = _forward_loss(run.model, part, part_labels, config)
+        part_loss = loss.item()
+        if not math.isfinite(part_loss):
+            raise TrainingDiverged(
+                f"loss became {part_loss} at {where}; try a lower learning rate "
+                f"(now {run.optimizer.param_groups[0]['lr']:g})"
+            )
+        run.scaler.scale(loss if share == 1.0 else loss * share).backward()
+        loss_value += part_loss * share
+        correct += (logits.argmax(1) == part_labels).sum().item()
     run.scaler.unscale_(run.optimizer)
     nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.schedule.step()
-    return loss_value, (logits.argmax(1) == labels).sum().item()
+    return loss_value, correct
 
 
 def train_epoch(run: TrainingRun, epoch: int, on_step: Callable[[float], None]

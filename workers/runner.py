@@ -18,6 +18,7 @@ import ray
 import workers.ray_evaluator  # noqa: F401  (candidates of a `workers` config train on Ray)
 from nas.search import run_search
 from nas.store import SearchStatus, Store
+from nas.without_triton import hide_triton_without_gpu
 from workers.cluster import connect
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class SearchRunner:
     """Runs the searches of one store; use `start_runner` to get it as a Ray actor."""
 
     def __init__(self, store_url: str) -> None:
+        hide_triton_without_gpu()
         self.store_url = store_url
         self.search_id: str | None = None
         self.error: str | None = None

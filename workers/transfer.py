@@ -14,6 +14,7 @@ import torch
 from nas.data import DataSplits
 from nas.train import TrainConfig
 from nas.transfer import TransferOutcome, transfer
+from nas.without_triton import hide_triton_without_gpu
 from searchspace.genotype import Genotype
 from workers.cluster import connect
 from workers.trial import trial_device
@@ -32,6 +33,7 @@ def transfer_on_ray(
 
 def _train(genotype_json: str, data: DataSplits, *, cells: int, channels: int,
            config: TrainConfig, threads: int) -> TransferOutcome:
+    hide_triton_without_gpu()
     torch.set_num_threads(threads)
     return transfer(Genotype.from_json(genotype_json), data, cells=cells, channels=channels,
                     config=config, device=trial_device())

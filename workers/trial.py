@@ -22,6 +22,7 @@ from nas.config import SearchConfig
 from nas.data import DataSplits
 from nas.evaluators import Evaluation, StandaloneEvaluator
 from nas.train import EpochMetrics
+from nas.without_triton import hide_triton_without_gpu
 from searchspace.complexity import count_flops, count_parameters
 from searchspace.genotype import Genotype
 
@@ -40,6 +41,7 @@ def train_candidate(trial_config: dict[str, Any], *, search_config: dict[str, An
     """Train the candidate in `trial_config["genotype"]`; `data` None loads the dataset by path."""
     from nas.search import open_dataset
 
+    hide_triton_without_gpu()
     config = SearchConfig.model_validate(search_config)
     torch.set_num_threads(max(1, int(config.workers.cpus_per_trial)))
     device = trial_device()

@@ -7,9 +7,11 @@ import os
 
 from nas.allocator import keep_freed_memory
 from nas.threads import prefer_passive_openmp
+from nas.without_triton import hide_triton_without_gpu
 
 prefer_passive_openmp()  # before torch loads: OpenMP reads its wait policy then
 keep_freed_memory()
+hide_triton_without_gpu()
 
 from nas.cli import (  # noqa: E402, F401  (they register commands)
     baseline_commands,
