@@ -74,3 +74,22 @@ def test_a_bad_micro_batch_is_refused_in_one_line(env, tmp_path, value):
                             text=True, env=env, timeout=120)
     assert result.returncode == 2
     assert "micro_batch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_nas_train_in_micro_batches_peaks_lower(env):
+    def train(*extra: str) -> tuple[dict, int]:
+        result = subprocess.run(
+            [sys.executable, "-c", PEAK, *NAS, "train", "--arch", "resnet20", "--dataset",
+             "synthetic", "--input-size", "32", "--epochs", "1", "--json", *extra],
+            capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr
+        *output, peak = result.stdout.strip().splitlines()
+        return json.loads(output[-1]), int(peak)
+
+    whole, whole_peak = train()
+    parted, parted_peak = train("--micro-batch", "8")
+    assert parted["params"] == whole["params"] and parted["epochs"] == 1
+    assert parted_peak < whole_peak - 50, (whole_peak, parted_peak)
+    refused = subprocess.run([*NAS, "train", "--arch", "resnet20", "--micro-batch", "0"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "micro-batch" in refused.stderr

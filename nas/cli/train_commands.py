@@ -30,6 +30,9 @@ def train(
     cells: Annotated[int, typer.Option(min=1, help="normal cells per stage")] = 2,
     channels: Annotated[int, typer.Option(min=2, help="initial channels of cells")] = 16,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    micro_batch: Annotated[int | None, typer.Option(
+        min=1, help="examples per forward/backward pass, their gradients added up into one "
+        "step per batch: less memory, slower steps")] = None,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.05,
     input_size: Annotated[int | None, typer.Option(min=8, help="resize inputs")] = None,
     auxiliary: Annotated[bool, typer.Option(help="auxiliary head (cell networks)")] = False,
@@ -44,7 +47,7 @@ def train(
         architecture = resolve_architecture(arch)
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, cutout=cutout,
-            drop_path=drop_path, seed=seed,
+            drop_path=drop_path, seed=seed, micro_batch=micro_batch,
         )
         data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size,
                             download=download)
