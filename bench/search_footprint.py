@@ -2,8 +2,8 @@
 
 Runs `nas search --json` on the peers' CIFAR configuration (`../shared/PEERS.md`: CIFAR-10
 subset with 1,000 images held out, batch 64, ENAS's five ops, 5 blocks, width 16, 8 cells)
-as a child process, twice: with the default objective, and with `objective.latency_target_ms`
-set to ResNet-20's batch-1 forward latency measured here first; and the first once more with
+as a child process: with the default objective; with `objective.latency_target_ms` set to
+ResNet-20's batch-1 forward latency measured here first; the first once more with
 `NAS_KEEP_TRITON=1` (triton loaded as before `nas.without_triton`: the memory baseline) and
 once more for each `evaluator.micro_batch` of `--micro-batches` (default 16 and 8). While
 each runs, the RSS of its whole process tree (`/proc`, every 0.2 s) is summed; its peak is the

@@ -350,7 +350,7 @@ class EnasEvaluator(Evaluator):
                         "try a lower evaluator.supernet_learning_rate "
                         f"(now {self.options.supernet_learning_rate:g})"
                     )
-                (loss if share == 1.0 else loss * share).backward()
+                (loss * share).backward()
                 total += loss.item() * share
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.options.grad_clip)
             self.optimizer.step()

@@ -105,7 +105,7 @@ def train_step_ms(model: torch.nn.Module, input_shape: tuple[int, ...], batch_si
         optimizer.zero_grad(set_to_none=True)
         for part, part_labels, share in parts:
             loss = F.cross_entropy(trained(part), part_labels)
-            (loss if share == 1.0 else loss * share).backward()
+            (loss * share).backward()
         optimizer.step()
 
     return _median_ms(step, repeats, device)

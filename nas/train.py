@@ -229,7 +229,7 @@ def train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor,
                 f"loss became {part_loss} at {where}; try a lower learning rate "
                 f"(now {run.optimizer.param_groups[0]['lr']:g})"
             )
-        run.scaler.scale(loss if share == 1.0 else loss * share).backward()
+        run.scaler.scale(loss * share).backward()
         loss_value += part_loss * share
         correct += (logits.argmax(1) == part_labels).sum().item()
     run.scaler.unscale_(run.optimizer)
