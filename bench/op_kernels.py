@@ -1,14 +1,17 @@
 """The CPU kernels of the cell ops: each rewrite against what it replaced, in the same command.
 
-Three changes, each compared with the code it replaced on the same inputs and weights:
+Four changes, each compared with the code it replaced on the same inputs and weights:
 - `avg_pool_3x3` (and Inception's pool branch) as a depthwise convolution of ones divided by
   the window's pixel count (`searchspace.ops.AveragePool3x3`) against torch's
   `nn.AvgPool2d(3, stride, 1, count_include_pad=False)`;
 - `FactorizedReduce`'s odd path as a 1x1 convolution of the strided pixels against the stride-2
   convolution of a zero-padded, shifted full-size copy;
+- the channel concatenation that ends every cell and Inception's branches
+  (`searchspace.ops.concat_channels`, whose backward hands each input a dense gradient)
+  against `torch.cat`, whose backward hands out strided slices of a channels-last gradient;
 - glibc's allocator keeping freed memory (`nas.allocator`) against its defaults, in child
   processes that train the same network (page faults per step, peak resident memory).
-The first two are timed as a training step (forward, backward, SGD) of the op alone and of
+The first three are timed as a training step (forward, backward, SGD) of the op alone and of
 whole networks of random genotypes (ENAS's five ops and the ten-op default space), the old and
 new variants interleaved round by round, on the memory format training would pick.
 """
@@ -16,6 +19,7 @@ new variants interleaved round by round, on the memory format training would pic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -38,11 +42,16 @@ from _common import (
 )
 from torch import nn
 
+import searchspace.cells
+import searchspace.ops
+import searchspace.supernet
 from nas.allocator import SETTINGS, keep_freed_memory
-from nas.memory_format import use_channels_last
+from nas.memory_format import to_channels_last, use_channels_last
 from searchspace.network import CellNetwork
-from searchspace.ops import AveragePool3x3, FactorizedReduce
+from searchspace.ops import AveragePool3x3, FactorizedReduce, create_op
 from searchspace.spaces import DEFAULT_OPS, ENAS_OPS, SearchSpace
+from searchspace.supernet import Supernet
+from searchspace.zoo import create_network
 
 TITLE = "Op kernels (bench/op_kernels.py)"
 SPACES = {"ENAS's five ops": ENAS_OPS, "ten ops (default space)": DEFAULT_OPS}
@@ -82,12 +91,17 @@ def network(space: tuple[str, ...], seed: int) -> CellNetwork:
 
 
 class Stepper:
-    """Training steps of one model on one fixed batch."""
+    """Training steps of one model on one fixed batch, in the layout training picks (or in
+    NCHW with `nchw`: the layout before image stems stopped counting as narrow)."""
 
-    def __init__(self, model: nn.Module, batch: int, size: int, in_channels: int = 3) -> None:
-        channels_last = use_channels_last(torch.device("cpu"), model)
+    def __init__(self, model: nn.Module, batch: int, size: int, in_channels: int = 3,
+                 nchw: bool = False) -> None:
+        cpu = torch.device("cpu")
+        channels_last = not nchw and use_channels_last(cpu, model, in_channels)
         self.format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(memory_format=self.format).train()
+        if channels_last:
+            model = to_channels_last(model, cpu, in_channels)
+        self.model = model.train()
         self.optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         self.images = torch.randn(batch, in_channels, size, size).to(memory_format=self.format)
         self.labels = torch.randint(0, 10, (batch,))
@@ -150,6 +164,79 @@ def network_pairs(batch: int, seeds: int) -> dict[str, tuple[Stepper, Stepper]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the channel concatenation: torch.cat against concat_channels
+
+CONCATENATING_MODULES = (searchspace.ops, searchspace.cells, searchspace.supernet)
+
+
+@contextlib.contextmanager
+def torch_cat_concatenation():
+    """The code before `concat_channels`: every cell and Inception module concatenates with
+    `torch.cat`, whose backward hands each input a strided slice of the gradient."""
+    kept = [module.concat_channels for module in CONCATENATING_MODULES]
+    for module in CONCATENATING_MODULES:
+        module.concat_channels = lambda tensors: torch.cat(tensors, dim=1)
+    try:
+        yield
+    finally:
+        for module, function in zip(CONCATENATING_MODULES, kept, strict=True):
+            module.concat_channels = function
+
+
+class TorchCatStepper(Stepper):
+    """A `Stepper` whose steps concatenate with `torch.cat`."""
+
+    def step(self) -> float:
+        with torch_cat_concatenation():
+            return super().step()
+
+
+class SupernetPath(nn.Module):
+    """The ENAS supernet of the peers' CIFAR configuration on one sampled path."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        space = SearchSpace(ops=ENAS_OPS)
+        self.supernet = Supernet(space, cells=2, channels=16)
+        self.genotype = space.sample(random.Random(seed))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.genotype)
+
+
+def concatenation_pairs(batch: int, seeds: int, channels: int
+                        ) -> dict[str, tuple[Stepper, Stepper]]:
+    models = {"inception, stride 1 (alone)": OpAlone(create_op("inception", channels, 1),
+                                                     channels)}
+    for space_name, space in SPACES.items():
+        for seed in range(seeds):
+            models[f"{space_name}, genotype {seed}"] = network(space, seed)
+    for seed in range(seeds):
+        models[f"ENAS supernet, path {seed}"] = SupernetPath(seed)
+    return {name: (TorchCatStepper(copy.deepcopy(model), batch, 32,
+                                   channels if "alone" in name else 3),
+                   Stepper(model, batch, 32, channels if "alone" in name else 3))
+            for name, model in models.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the layout: a whole network in NCHW against channels_last with its image stem in NCHW
+
+
+def layout_pairs(batch: int, seeds: int) -> dict[str, tuple[Stepper, Stepper]]:
+    models: dict[str, nn.Module] = {
+        "resnet20": create_network("resnet20", num_classes=10, input_size=32, in_channels=3)}
+    for space_name, space in SPACES.items():
+        for seed in range(seeds):
+            models[f"{space_name}, genotype {seed}"] = network(space, seed)
+    for seed in range(seeds):
+        models[f"ENAS supernet, path {seed}"] = SupernetPath(seed)
+    return {name: (Stepper(copy.deepcopy(model), batch, 32, nchw=True), Stepper(model, batch, 32))
+            for name, model in models.items()}
+
+
+# ---------------------------------------------------------------------------------------------
 # the allocator: child processes with and without nas.allocator's settings
 
 
@@ -206,6 +293,10 @@ def compare_allocator(args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def layout_name(memory_format: torch.memory_format) -> str:
+    return "channels_last" if memory_format == torch.channels_last else "NCHW"
+
+
 def markdown(result: dict) -> str:
     kernel_rows = [[name, f"{row['replaced_ms']:.1f}", f"{row['new_ms']:.1f}",
                     f"{row['speedup']:.2f}x"]
@@ -216,6 +307,12 @@ def markdown(result: dict) -> str:
                        f"{row['defaults']['max_rss_mib']:,.0f}",
                        f"{row['kept']['max_rss_mib']:,.0f}"]
                       for name, row in result["allocator"].items()]
+    concatenation_rows = [[name, result["trained_in"][name], f"{row['replaced_ms']:.1f}",
+                           f"{row['new_ms']:.1f}", f"{row['speedup']:.2f}x"]
+                          for name, row in result["concatenation"].items()]
+    layout_rows = [[name, result["trained_in"][name], f"{row['replaced_ms']:.1f}",
+                    f"{row['new_ms']:.1f}", f"{row['speedup']:.2f}x"]
+                   for name, row in result["layout"].items()]
     setup = result["setup"]
     thresholds = ", ".join(f"`{name}={value}`" for name, (_, value) in SETTINGS.items())
     return "\n".join([
@@ -230,6 +327,31 @@ def markdown(result: dict) -> str:
         "",
         markdown_table(["training step of", "replaced (ms)", "new (ms)", "speedup"],
                        kernel_rows, align="lrrr"),
+        "",
+        "The channel concatenation that ends every cell (and joins Inception's branches): "
+        "`torch.cat`, whose backward hands each input a strided channel slice of the "
+        "channels-last gradient (batch norm's backward then takes a path about 14x slower), "
+        "against `concat_channels`, which hands out dense copies. The same models and steps as "
+        "above (both with the rewritten pool and reduce); the supernet rows train the ENAS "
+        "supernet of the peers' CIFAR configuration (ENAS's five ops, 2 cells per stage, width "
+        "16) on one random path each.",
+        "",
+        markdown_table(["training step of", "trained in", "torch.cat (ms)",
+                        "concat_channels (ms)", "speedup"], concatenation_rows, align="llrrr"),
+        "",
+        "The layout of a network of RGB images: the whole network in NCHW, as every CIFAR "
+        "network trained on the CPU before (its stem convolution's 3 input channels counted as "
+        "a narrow convolution, which oneDNN's NHWC kernels are not trusted with: "
+        "`nas.memory_format`), against channels_last with the stem convolution alone computed "
+        "in NCHW (`NchwConv2d`), as training, the ENAS supernet and the latency measurement "
+        "now lay it out, where the model has no other narrow convolution.",
+        "",
+        markdown_table(["training step of", "now trained in", "whole network NCHW (ms)",
+                        "as now trained (ms)", "speedup"], layout_rows, align="llrrr"),
+        "",
+        "\"Trained in\": the layout training picks for the model (`nas.memory_format`): NCHW "
+        "where a convolution other than the stem has fewer than 8 channels, as Inception's "
+        "4-channel branches at width 16 (both columns then run the same layout).",
         "",
         f"glibc's allocator in child processes training genotype 0 of each space "
         f"({setup['child_steps']} steps after 2 warm-up steps, medians of "
@@ -265,17 +387,24 @@ def main() -> None:
     set_threads(args.threads)
     keep_freed_memory()  # the kernels are compared in the allocator setting `nas` runs with
     ops = op_pairs(args.batch, args.channels, 32)
-    fmt = next(iter(ops.values()))[1].format
+    networks = network_pairs(args.batch, args.seeds)
+    fmt = next(iter(networks.values()))[1].format
     result = {
         "setup": {"threads": args.threads, "batch": args.batch, "channels": args.channels,
                   "rounds": args.rounds, "child_steps": args.child_steps_count,
                   "allocator_rounds": args.allocator_rounds,
-                  "memory_format": "channels_last" if fmt == torch.channels_last
-                  else "contiguous (NCHW)"},
+                  "memory_format": layout_name(fmt)},
         "machine": machine_info(),
         "ops": compare(ops, args.rounds),
     }
-    result["networks"] = compare(network_pairs(args.batch, args.seeds), args.rounds)
+    result["networks"] = compare(networks, args.rounds)
+    concatenation = concatenation_pairs(args.batch, args.seeds, args.channels)
+    layouts = layout_pairs(args.batch, args.seeds)
+    result["concatenation"] = compare(concatenation, args.rounds)
+    result["layout"] = compare(layouts, args.rounds)
+    # the layout training picks for each model (NCHW where a convolution is narrow)
+    result["trained_in"] = {name: layout_name(steppers[1].format)
+                            for name, steppers in (concatenation | layouts).items()}
     result["allocator"] = compare_allocator(args)
     print(json.dumps(result, indent=2))
     if not args.no_docs:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from searchspace import network as network_module
 from searchspace import ops as op_module
 from searchspace.genotype import Block, loose_ends
-from searchspace.ops import OPS, FactorizedReduce, ReLUConvBN
+from searchspace.ops import OPS, FactorizedReduce, ReLUConvBN, concat_channels
 
 AUXILIARY_PREFIX = "auxiliary_head."
 # The modules definitions are copied from, in the order they are written out.
@@ -166,7 +166,7 @@ class {"Reduction" if reduction else "Normal"}Cell(nn.Module):
         s1 = self.preprocess_prev(prev)
 {forward_text}
         # the loose ends: block outputs no other block reads
-        return torch.cat([{", ".join(concat)}], dim=1)
+        return concat_channels([{", ".join(concat)}])
 '''.strip("\n")
 
 
@@ -281,7 +281,8 @@ def module_source(blocks: dict[Literal["normal", "reduction"], tuple[Block, ...]
     """The whole module: `header`, the copied definitions, the cells and the network."""
     used_ops = {op for cell in blocks.values() for _, op_a, _, op_b in cell for op in (op_a, op_b)}
     roots = [op_builder(op) for op in sorted(used_ops)]
-    roots += [FactorizedReduce, ReLUConvBN, network_module.build_stem, network_module.stage_plan]
+    roots += [FactorizedReduce, ReLUConvBN, concat_channels, network_module.build_stem,
+              network_module.stage_plan]
     cells = "\n\n\n".join(cell_source(kind, cell) for kind, cell in blocks.items())
     return "".join([
         header,

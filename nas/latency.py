@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nas.memory_format import use_channels_last
+from nas.memory_format import to_channels_last, use_channels_last
 from nas.micro_batches import micro_batches
 
 FORWARD_REPEATS = 5
@@ -90,9 +90,10 @@ def train_step_ms(model: torch.nn.Module, input_shape: tuple[int, ...], batch_si
     """Median milliseconds of one SGD training step of a copy of `model` at `batch_size`
     (in parts of `micro_batch` examples, as training takes it: nas.micro_batches)."""
     trained = copy.deepcopy(model).train().to(device)
-    layout = (torch.channels_last if use_channels_last(device, trained)
-              else torch.contiguous_format)
-    trained.to(memory_format=layout)
+    channels_last = use_channels_last(device, trained, input_shape[0])
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        to_channels_last(trained, device, input_shape[0])
     generator = torch.Generator().manual_seed(0)
     images = torch.randn((batch_size, *input_shape), generator=generator).to(device)
     images = images.contiguous(memory_format=layout)

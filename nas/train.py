@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nas.data import DataSplits
-from nas.memory_format import use_channels_last
+from nas.memory_format import to_channels_last, use_channels_last
 from nas.micro_batches import micro_batches
 from nas.schedule import cosine_factor
 from nas.seeding import Seed, stream_seed
@@ -179,11 +179,12 @@ def prepare_run(model: nn.Module, data: DataSplits, config: TrainConfig, device:
                 ) -> TrainingRun:
     """Seed, place the model, make the loaders, SGD (Nesterov) and its cosine schedule."""
     seed_everything(config.seed)
-    channels_last = (use_channels_last(device, model) if config.channels_last is None
-                     else config.channels_last)
+    image_channels = data.info.in_channels
+    channels_last = (use_channels_last(device, model, image_channels)
+                     if config.channels_last is None else config.channels_last)
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model, device, image_channels)
     train_batches = data.train_loader(config.batch_size, seed=config.seed, augment=config.augment)
     valid_batches = data.valid_loader(max(config.batch_size, 256))
     steps_per_epoch = len(train_batches)

@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from searchspace.genotype import Block, loose_ends
-from searchspace.ops import FactorizedReduce, Identity, ReLUConvBN, create_op
+from searchspace.ops import (
+    FactorizedReduce,
+    Identity,
+    ReLUConvBN,
+    concat_channels,
+    create_op,
+)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -72,7 +78,7 @@ class Cell(nn.Module):
                 self._run_op(op_a, states[input_a], drop_prob)
                 + self._run_op(op_b, states[input_b], drop_prob)
             )
-        return torch.cat([states[i] for i in self.concat], dim=1)
+        return concat_channels([states[i] for i in self.concat])
 
     def _run_op(self, op: nn.Module, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
         out = op(x)

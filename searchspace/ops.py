@@ -91,6 +91,36 @@ class FactorizedReduce(nn.Module):
         return self.bn(reduce_by_two(self.relu(x), self.conv_even.weight, self.conv_odd.weight))
 
 
+class _ConcatChannels(torch.autograd.Function):
+    """`torch.cat` along the channels whose backward hands each input a dense gradient in the
+    output's memory format, not a strided slice of the output's gradient."""
+
+    @staticmethod
+    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.widths = [tensor.shape[1] for tensor in tensors]
+        out = torch.cat(tensors, dim=1)
+        ctx.memory_format = (torch.channels_last
+                             if out.dim() == 4 and not out.is_contiguous()
+                             and out.is_contiguous(memory_format=torch.channels_last)
+                             else torch.contiguous_format)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(part.contiguous(memory_format=ctx.memory_format)
+                     for part in grad.split(ctx.widths, dim=1))
+
+
+def concat_channels(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.cat(tensors, dim=1)`. When it is differentiated, each input's gradient comes back
+    dense: a channel slice of a channels-last gradient is strided, and batch norm's backward
+    on such a gradient is about 14x slower on the CPU (docs/benchmarks.md, "Op kernels")."""
+    if (torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors)
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+        return _ConcatChannels.apply(*tensors)
+    return torch.cat(tensors, dim=1)
+
+
 def reduce_by_two(x: torch.Tensor, even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
     """`FactorizedReduce`'s two 1x1 convolutions: `even` at stride 2 on the input, `odd` on the
     input shifted by one pixel (zero past the bottom and right edge), then concatenated."""
@@ -98,7 +128,7 @@ def reduce_by_two(x: torch.Tensor, even: torch.Tensor, odd: torch.Tensor) -> tor
     shifted = x[:, :, 1::2, 1::2]
     if height % 2 or width % 2:  # the shifted input's last row / column is padding
         shifted = F.pad(shifted, (0, width % 2, 0, height % 2))
-    return torch.cat([F.conv2d(x, even, stride=2), F.conv2d(shifted, odd)], dim=1)
+    return concat_channels([F.conv2d(x, even, stride=2), F.conv2d(shifted, odd)])
 
 
 class Identity(nn.Module):
@@ -219,7 +249,7 @@ class InceptionBranches(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.branch_1x1, self.branch_3x3, self.branch_double_3x3, self.branch_pool]
-        return self.project(torch.cat([branch(x) for branch in branches], dim=1))
+        return self.project(concat_channels([branch(x) for branch in branches]))
 
 
 OpBuilder = Callable[[int, int], nn.Module]

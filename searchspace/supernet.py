@@ -19,7 +19,13 @@ from torch import nn
 
 from searchspace.genotype import Block, Genotype, InvalidGenotype, loose_ends
 from searchspace.network import CellNetwork, cifar_stem, stage_plan
-from searchspace.ops import FactorizedReduce, ReLUConvBN, create_op, reduce_by_two
+from searchspace.ops import (
+    FactorizedReduce,
+    ReLUConvBN,
+    concat_channels,
+    create_op,
+    reduce_by_two,
+)
 from searchspace.spaces import SearchSpace
 
 Columns = torch.Tensor | None  # input channels in use (None: all of them)
@@ -102,7 +108,7 @@ class SharedCell(nn.Module):
         for index, (input_a, op_a, input_b, op_b) in enumerate(blocks):
             sides = self.candidates[index]
             states.append(sides[0][op_a](states[input_a]) + sides[1][op_b](states[input_b]))
-        return torch.cat([states[i] for i in loose_ends(blocks)], dim=1)
+        return concat_channels([states[i] for i in loose_ends(blocks)])
 
     def output_columns(self, blocks: tuple[Block, ...]) -> torch.Tensor:
         """Channels of this cell's full output that a genotype's concatenation fills."""

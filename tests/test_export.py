@@ -19,7 +19,7 @@ from nas.store import ArchitectureState, SearchStatus, Store
 from searchspace import network as network_module
 from searchspace.genotype import Genotype
 from searchspace.network import CellNetwork
-from searchspace.ops import OPS, FactorizedReduce, ReLUConvBN, SeparableConv
+from searchspace.ops import OPS, FactorizedReduce, ReLUConvBN, SeparableConv, concat_channels
 from searchspace.references import ENAS_MICRO, NASNET_A
 from searchspace.spaces import SearchSpace
 
@@ -143,8 +143,8 @@ def test_module_holds_only_the_ops_used_and_reads_like_code():
     compile(source, "model.py", "exec")
     assert "searchspace" not in source and "from nas" not in source
     # the ops, the stem and the stage plan are the project's own definitions, copied
-    for definition in (SeparableConv, FactorizedReduce, ReLUConvBN, network_module.cifar_stem,
-                       network_module.stage_plan):
+    for definition in (SeparableConv, FactorizedReduce, ReLUConvBN, concat_channels,
+                       network_module.cifar_stem, network_module.stage_plan):
         assert inspect.getsource(definition).strip() in source
     assert "\ndef sep_conv_7x7(channels: int, stride: int)" in source
     assert "@register_op" not in source and "OPS" not in source
@@ -152,7 +152,7 @@ def test_module_holds_only_the_ops_used_and_reads_like_code():
         assert unused not in source
     # the wiring is explicit code, one line per block, and the loose ends named
     assert "b0 = self.ops[0](s1) + self.ops[1](s0)" in source
-    assert "return torch.cat([b0, b1, b2, b3, b4], dim=1)" in source
+    assert "return concat_channels([b0, b1, b2, b3, b4])" in source
     assert "genotype" not in source.split("class NormalCell")[1].lower()
     assert all(len(line) <= 100 for line in source.splitlines())
 

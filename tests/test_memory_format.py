@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.memory_format import onednn_runs_avx512, use_channels_last
+from nas.memory_format import (
+    NchwConv2d,
+    has_narrow_convolution,
+    onednn_runs_avx512,
+    to_channels_last,
+    use_channels_last,
+)
 
 TINY_SEARCH = """\
 name: avx2-smoke
@@ -90,3 +96,59 @@ def test_avx512_detection_respects_an_isa_cap(monkeypatch):
     assert not onednn_runs_avx512()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
     assert onednn_runs_avx512() == (torch.backends.cpu.get_cpu_capability() == "AVX512")
+
+
+def _cell_network(channels: int, in_channels: int = 3):
+    import random
+
+    from searchspace.network import CellNetwork
+    from searchspace.spaces import ENAS_OPS, SearchSpace
+    torch.manual_seed(0)
+    genotype = SearchSpace(ops=ENAS_OPS).sample(random.Random(0))
+    return CellNetwork(genotype, cells=1, channels=channels, in_channels=in_channels,
+                       reduce_inputs=True)
+
+
+def test_an_image_stem_no_longer_keeps_a_network_out_of_channels_last():
+    """Every RGB or grey network has a stem convolution of 3 or 1 input channels: counted as
+    narrow, it kept every CIFAR and digits network (and the ENAS supernet) in NCHW."""
+    cpu = torch.device("cpu")
+    for image_channels in (1, 3):
+        network = _cell_network(16, image_channels)
+        assert has_narrow_convolution(network)  # the stem, counted without image_channels
+        assert not has_narrow_convolution(network, image_channels)
+        assert use_channels_last(cpu, network, image_channels) == onednn_runs_avx512()
+    # a narrow cell keeps the whole network in NCHW, stem or not
+    assert has_narrow_convolution(_cell_network(4), 3)
+    assert not use_channels_last(cpu, _cell_network(4), 3)
+
+
+def test_the_stem_computes_in_nchw_inside_a_channels_last_network():
+    network = _cell_network(16)
+    reference = _cell_network(16)
+    to_channels_last(network, torch.device("cpu"), 3)
+    stems = [module for module in network.modules() if isinstance(module, NchwConv2d)]
+    assert [stem.in_channels for stem in stems] == [3]
+    assert network.state_dict().keys() == reference.state_dict().keys()
+
+    seen: list[torch.Tensor] = []
+    calls = []
+    original = torch.nn.Conv2d._conv_forward
+
+    def record(module, x, weight, bias):
+        calls.append((module.in_channels, x.is_contiguous(), weight.is_contiguous()))
+        return original(module, x, weight, bias)
+
+    images = torch.randn(4, 3, 32, 32)
+    try:
+        torch.nn.Conv2d._conv_forward = record
+        stems[0].register_forward_hook(lambda module, inputs, output: seen.append(output))
+        logits = network.train()(images.contiguous(memory_format=torch.channels_last))
+    finally:
+        torch.nn.Conv2d._conv_forward = original
+    # the 3-channel convolution ran on NCHW input and weight; its output is channels_last
+    assert (3, True, True) in calls
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(logits, reference.train()(images), rtol=1e-4, atol=1e-4)
+    logits.sum().backward()
+    assert stems[0].weight.grad is not None
