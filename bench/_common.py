@@ -50,9 +50,24 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's processor name elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> dict:
-    """What a reader needs to compare figures across machines."""
+    """What a reader needs to compare figures across machines: machines of one kind differ in
+    CPU model and vector extensions, and oneDNN picks different kernels on each."""
     return {
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -62,6 +77,14 @@ def machine_info() -> dict:
         "interop_threads": torch.get_num_interop_threads(),
         "load_average": load_average(),
     }
+
+
+def cpu_text(machine: dict) -> str:
+    """"AMD EPYC (AVX512)": the CPU a result was measured on, for a section's first line
+    (results from before the CPU was recorded say so)."""
+    if "cpu" not in machine:
+        return "CPU not recorded"
+    return f"{machine['cpu']} ({machine['cpu_capability']})"
 
 
 def summarize(seconds: Sequence[float]) -> dict:

@@ -37,6 +37,7 @@ from _common import (
     CIFAR,
     ROOT,
     command_line,
+    cpu_text,
     load_average,
     machine_info,
     markdown_table,
@@ -77,6 +78,7 @@ def searched_cell(config: SearchConfig, cache: Path) -> dict:
         found = {"search_id": record.id, "status": str(record.status),
                  "seconds": round(time.perf_counter() - started, 1),
                  "candidates": store.count_architectures(record.id, role="candidate"),
+                 "cpu": cpu_text(machine_info()),
                  "genotype": best.genotype.to_dict(), "reward": best.reward}
     path.write_text(json.dumps(found))
     return found
@@ -115,6 +117,7 @@ def train_one(label: str, contender: Genotype | str, seed: int, args, data) -> d
             "params": params, "multiply_adds": flops,
             "seconds_per_epoch": round(result.seconds / args.epochs, 2),
             "device": args.device, "threads": torch.get_num_threads(),
+            "cpu": cpu_text(machine_info()),
             "genotype": None if isinstance(contender, str) else contender.id}
 
 
@@ -174,19 +177,22 @@ def render(result: dict, args: argparse.Namespace) -> str:
                      ", ".join(f"{value:.3f}" for value in accuracies),
                      f"{seeds[0]['params']:,}", f"{seeds[0]['multiply_adds']:,}",
                      f"{statistics.median(row['seconds_per_epoch'] for row in seeds):.1f}",
-                     seeds[0]["device"]])
+                     seeds[0]["device"],
+                     ", ".join(sorted({row.get("cpu", "CPU not recorded") for row in seeds}))])
     search = result["search"]
     return "\n".join([
         f"Run on {result['date']} with `{result['command']}` (its trainings may come from "
         "several runs: each is kept under --cache). The search: `nas search` on the CIFAR-10 "
         f"subset with every default ({search['candidates']} candidates, {search['seconds']:.0f} "
-        f"s, status {search['status']}). Every network trained from scratch with one recipe: "
+        f"s on {search.get('cpu', 'a CPU not recorded')}, status {search['status']}). Every "
+        "network trained from scratch with one recipe: "
         f"{args.epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip), seeds "
         f"0-{args.seeds - 1}; cells as 3 stages of {args.cells} normal cells of width 16 in the "
-        "exported layout; accuracy on the search's held-out split.",
+        "exported layout; accuracy on the search's held-out split. Seconds per epoch depend "
+        "on the CPU each training ran on (its column): machines of one kind differ.",
         "",
         markdown_table(["network", "mean accuracy", "per seed", "params", "multiply-adds",
-                        "s / epoch", "device"], rows, align="lrrrrrl"),
+                        "s / epoch", "device", "CPU"], rows, align="lrrrrrll"),
     ])
 
 

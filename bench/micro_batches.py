@@ -28,6 +28,7 @@ from _common import (
     CIFAR,
     PEERS_CIFAR,
     command_line,
+    cpu_text,
     load_average,
     machine_info,
     markdown_table,
@@ -133,6 +134,7 @@ def markdown(result: dict) -> str:
             for variant, row in result["variants"].items()]
     return "\n".join([
         f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
+        f"on {cpu_text(result['machine'])}, "
         f"{result['threads']} torch thread(s), load average (1, 5, 15 min) before "
         f"{load['before']}, after {load['after']}. One epoch ({result['steps']} steps) of the "
         "ENAS supernet of the peers' CIFAR configuration (ENAS's five ops, width 16, 8 cells, "

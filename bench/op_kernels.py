@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from _common import (
     command_line,
+    cpu_text,
     machine_info,
     markdown_table,
     set_threads,
@@ -316,7 +317,8 @@ def markdown(result: dict) -> str:
     setup = result["setup"]
     thresholds = ", ".join(f"`{name}={value}`" for name, (_, value) in SETTINGS.items())
     return "\n".join([
-        f"Measured {today()} with `{command_line()}` on {setup['threads']} threads, load "
+        f"Measured {today()} with `{command_line()}` on {cpu_text(result['machine'])}, "
+        f"{setup['threads']} threads, load "
         f"average {result['machine']['load_average']}, {setup['memory_format']}. A training "
         f"step (forward, backward, SGD) on one batch of {setup['batch']}, median of "
         f"{setup['rounds']} interleaved rounds; ops alone on {setup['batch']}x{setup['channels']}"

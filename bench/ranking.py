@@ -44,6 +44,7 @@ from _common import (
     PEERS_CIFAR,
     ROOT,
     command_line,
+    cpu_text,
     load_average,
     machine_info,
     markdown_table,
@@ -346,7 +347,8 @@ def render(result: dict, args: argparse.Namespace) -> str:
     supernet, done = result["supernet"], result["standalone"]
     accuracies = [row["accuracy"] for row in done]
     lines = [
-        f"Run on {result['date']} with `{result['command']}`, {result['machine']['threads']} "
+        f"Run on {result['date']} with `{result['command']}` on {cpu_text(result['machine'])}, "
+        f"{result['machine']['threads']} "
         f"torch thread(s), load average before {result['load_average_before']}, after "
         f"{result['load_average_after']}. Supernet: the peers' CIFAR configuration (ENAS's "
         f"five ops, width 16, 8 cells, batch 64), {supernet['epochs']} epochs on uniformly "

@@ -40,6 +40,7 @@ from _common import (
     PEERS_CIFAR,
     ROOT,
     command_line,
+    cpu_text,
     load_average,
     machine_info,
     markdown_table,
@@ -208,6 +209,7 @@ def markdown(result: dict) -> str:
     load = result["load_average"]
     lines = [
         f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
+        f"on {cpu_text(result['machine'])}, "
         f"{result['threads']} torch thread(s), load average (1, 5, 15 min) before "
         f"{load['before']}, after {load['after']}. `nas search` runs of the peers' CIFAR "
         f"configuration (ENAS's five ops, width 16, 8 cells, {result['warmup_epochs']} warm-up "

@@ -31,6 +31,7 @@ from _common import (
     CIFAR,
     PEERS_CIFAR,
     command_line,
+    cpu_text,
     load_average,
     machine_info,
     markdown_table,
@@ -155,6 +156,7 @@ def markdown(result: dict) -> str:
     rows.append(["train s"] + [runs[name][-1]["train_s"] for name in names])
     return "\n".join([
         f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
+        f"on {cpu_text(result['machine'])}, "
         f"{result['threads']} torch thread(s), load average before {load['before']}, after "
         f"{load['after']}. {result['runs'][next(iter(result['runs']))][0]['steps']} minibatches "
         f"per epoch. Supernet of width 16, {DATASETS[result['dataset']][1]} cell(s) per "
