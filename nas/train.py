@@ -56,7 +56,8 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(5.0, gt=0)
     micro_batch: int | None = Field(
         None, ge=1, description="examples per forward/backward pass; their gradients add up "
-        "to one step on the whole batch (nas.micro_batches); None: the whole batch at once")
+        "to one step on the whole batch (nas.micro_batches), and validation runs 8 "
+        "micro-batches at a time; None: the whole batch at once")
     augment: bool = True
     seed: Seed = 0
     amp: bool = Field(True, description="mixed precision when training on CUDA")
@@ -175,6 +176,18 @@ class TrainingRun:
         return self.device.type == "cuda" and self.config.amp
 
 
+def validation_batch_size(config: TrainConfig) -> int:
+    """Examples per validation pass: at least 256, or, in micro-batches, 8 micro-batches.
+    Inference holds about a fourteenth of the memory per example that a training step does
+    (a five-op cell network at 32x32: 1.9 against 26 MiB), so validation in batches of 256 would
+    set the peak that micro-batches bring down (+465 MiB against +213 for training in parts of
+    8; docs/benchmarks.md, "ENAS memory: where it goes"). Batch norm validates with its running
+    statistics: the batch size does not change the accuracy."""
+    if config.micro_batch is None:
+        return max(config.batch_size, 256)
+    return min(max(config.batch_size, 256), 8 * config.micro_batch)
+
+
 def prepare_run(model: nn.Module, data: DataSplits, config: TrainConfig, device: torch.device
                 ) -> TrainingRun:
     """Seed, place the model, make the loaders, SGD (Nesterov) and its cosine schedule."""
@@ -186,7 +199,7 @@ def prepare_run(model: nn.Module, data: DataSplits, config: TrainConfig, device:
     if channels_last:
         to_channels_last(model, device, image_channels)
     train_batches = data.train_loader(config.batch_size, seed=config.seed, augment=config.augment)
-    valid_batches = data.valid_loader(max(config.batch_size, 256))
+    valid_batches = data.valid_loader(validation_batch_size(config))
     steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
         raise ValueError(

@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from nas.data import load_dataset
-from nas.train import TrainConfig, TrainingDiverged, apply_cutout, train_model
+from nas.train import (
+    TrainConfig,
+    TrainingDiverged,
+    apply_cutout,
+    evaluate,
+    prepare_run,
+    train_model,
+)
 from searchspace.network import CellNetwork
 from searchspace.references import ENAS_MICRO
 
@@ -33,6 +40,25 @@ def test_training_learns_and_reports_every_epoch(synthetic):
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert result.best_val_accuracy >= result.final_val_accuracy
     assert not result.stopped_early and result.seconds > 0
+
+
+def test_in_micro_batches_validation_runs_in_eight_of_them(synthetic):
+    """Validation in batches of 256 would set the peak that micro-batches bring down; batch
+    norm validates with its running statistics, so the batch size does not change a number."""
+    cpu = torch.device("cpu")
+    model = _small_network(synthetic.info)
+
+    def validation_batches(**options):
+        run = prepare_run(model, synthetic, TrainConfig(batch_size=32, **options), cpu)
+        return run.valid_batches, [labels.numel() for _, labels in run.valid_batches]
+
+    whole, whole_sizes = validation_batches()
+    parted, parted_sizes = validation_batches(micro_batch=1)
+    assert whole_sizes == [synthetic.info.valid_size] and synthetic.info.valid_size < 256
+    assert set(parted_sizes[:-1]) == {8} and len(parted_sizes) > 10
+    assert sum(whole_sizes) == sum(parted_sizes) == synthetic.info.valid_size
+    loss, accuracy = evaluate(model, whole, cpu)
+    assert evaluate(model, parted, cpu) == pytest.approx((loss, accuracy), rel=1e-5)
 
 
 def test_callback_can_stop_training_early(synthetic):
