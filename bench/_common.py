@@ -80,8 +80,8 @@ def machine_info() -> dict:
 
 
 def cpu_text(machine: dict) -> str:
-    """"AMD EPYC (AVX512)": the CPU a result was measured on, for a section's first line
-    (results from before the CPU was recorded say so)."""
+    """The CPU a result was measured on, as in "AMD EPYC (AVX512)", for a section's first
+    line (results from before the CPU was recorded say so)."""
     if "cpu" not in machine:
         return "CPU not recorded"
     return f"{machine['cpu']} ({machine['cpu_capability']})"
