@@ -193,8 +193,31 @@ def render(result: dict, args: argparse.Namespace) -> str:
         "",
         markdown_table(["network", "mean accuracy", "per seed", "params", "multiply-adds",
                         "s / epoch", "device", "CPU"], rows, align="lrrrrrll"),
+        "",
+        verdict(by_network),
     ])
 
+
+def verdict(by_network: dict[str, list[dict]]) -> str:
+    """The searched cell against the median random cell and each classic, from the rows."""
+    def mean(network: str, key: str = "accuracy") -> float:
+        return statistics.mean(row[key] for row in by_network[network])
+
+    searched, searched_seconds = mean("searched cell"), mean("searched cell", "seconds_per_epoch")
+    randoms = [mean(name) for name in by_network if name.startswith("random cell")]
+    ranked = sorted(by_network, key=mean, reverse=True)
+    spread = {name: max(row["accuracy"] for row in rows) - min(row["accuracy"] for row in rows)
+              for name, rows in by_network.items()}
+    widest = max(spread, key=spread.get)
+    against = [f"the median random cell {statistics.median(randoms):.3f} "
+               f"({searched - statistics.median(randoms):+.3f})"]
+    against += [f"{name} {mean(name):.3f} ({searched - mean(name):+.3f}; the searched cell "
+                f"takes x{searched_seconds / mean(name, 'seconds_per_epoch'):.2f} its time "
+                "per epoch)" for name in CLASSICS if name in by_network]
+    return (f"The searched cell's mean accuracy, {searched:.3f}, ranks "
+            f"{ranked.index('searched cell') + 1} of {len(ranked)}. Against it: "
+            + "; ".join(against) + ". Seeds move a network by up to "
+            f"{spread[widest]:.3f} ({widest}).")
 
 if __name__ == "__main__":
     main()
