@@ -219,5 +219,6 @@ def verdict(by_network: dict[str, list[dict]]) -> str:
             + "; ".join(against) + ". Seeds move a network by up to "
             f"{spread[widest]:.3f} ({widest}).")
 
+
 if __name__ == "__main__":
     main()
