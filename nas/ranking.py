@@ -39,8 +39,8 @@ def kendall(first: Sequence[float], second: Sequence[float]) -> float | None:
     scoring with every value tied).
 
     Counted over all pairs in numpy (derivation compares a few dozen candidates): scipy.stats'
-    `kendalltau` gives the same value but its import cost a search process 62 MiB at its
-    memory peak, the end of the search."""
+    `kendalltau` gives the same value, but importing it cost a search process 62 MiB at the
+    end of the search, where a search in micro-batches peaked."""
     a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
     if len(a) < 2:
         return None
