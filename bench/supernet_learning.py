@@ -8,7 +8,9 @@ for the first epochs the paths keep one genotype's inputs and vary only their op
 row trains one fixed path of the ten-op space alone in the same supernet: what the weights
 learn when nothing is shared between paths. The row `five-topology-micro` (not run by
 default) trains the five ops with the topology warm-up in micro-batches of `--micro-batch`
-(`evaluator.micro_batch`: batch norm's statistics per micro-batch).
+(`evaluator.micro_batch`: batch norm's statistics per micro-batch). The rows `five-fair` and
+`ten-fair` (not run by default) train with `evaluator.path_sampling: fair`: each minibatch
+trains as many paths as ops, which together use every op of every block once (FairNAS).
 
     .venv/bin/python bench/supernet_learning.py [--dataset digits|cifar] [--epochs 8]
         [--paths 10] [--threads 1] [--fixed-topology-epochs K] [--rows five ...]
@@ -54,7 +56,8 @@ SECTION = "Supernet learning, five ops vs ten ops (bench/supernet_learning.py)"
 
 def learning_curve(dataset: str, ops: tuple[str, ...], epochs: int, paths: int,
                    fixed: bool = False, fixed_topology_epochs: int = 0,
-                   micro_batch: int | None = None) -> list[dict]:
+                   micro_batch: int | None = None, path_sampling: str = "uniform"
+                   ) -> list[dict]:
     """Loss and mean whole-split accuracy of `paths` random paths after each epoch."""
     data_config, cells = DATASETS[dataset]
     config = parse_config({
@@ -62,7 +65,7 @@ def learning_curve(dataset: str, ops: tuple[str, ...], epochs: int, paths: int,
         "space": {"ops": list(ops)}, "network": {"cells": cells, "channels": 16},
         "evaluator": {"name": "enas", "warmup_epochs": epochs,
                       "fixed_topology_epochs": fixed_topology_epochs,
-                      "micro_batch": micro_batch},
+                      "micro_batch": micro_batch, "path_sampling": path_sampling},
         "budget": {"architectures": 1},  # plans `epochs` + 1 epochs: the cosine schedule
     })
     data = open_dataset(config)
@@ -119,23 +122,28 @@ def main() -> None:
     load_before, started = load_average(), time.perf_counter()
     topology = (args.epochs // 3 if args.fixed_topology_epochs is None
                 else args.fixed_topology_epochs)
-    rows = {  # key: (label, ops, paths, fixed path, topology warm-up epochs, micro-batch)
-        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, 0, None),
+    rows = {  # key: (label, ops, paths, fixed path, topology warm-up epochs, micro-batch,
+        #             path sampling)
+        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, 0, None, "uniform"),
         "five-topology": (f"five ops, topology warm-up ({topology} epochs)", ENAS_OPS,
-                          args.paths, False, topology, None),
+                          args.paths, False, topology, None, "uniform"),
         "five-topology-micro": (f"five ops, topology warm-up ({topology} epochs), "
                                 f"micro-batches of {args.micro_batch}", ENAS_OPS, args.paths,
-                                False, topology, args.micro_batch),
-        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0, None),
+                                False, topology, args.micro_batch, "uniform"),
+        "five-fair": ("five ops, fair paths", ENAS_OPS, args.paths, False, 0, None, "fair"),
+        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0, None, "uniform"),
         "ten-topology": (f"ten ops, topology warm-up ({topology} epochs)", DEFAULT_OPS,
-                         args.paths, False, topology, None),
-        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0, None),
+                         args.paths, False, topology, None, "uniform"),
+        "ten-fair": ("ten ops, fair paths", DEFAULT_OPS, args.paths, False, 0, None, "fair"),
+        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0, None,
+                    "uniform"),
     }
     if unknown := set(args.rows) - set(rows):
         sys.exit(f"--rows: unknown {sorted(unknown)}; known: {list(rows)}")
     runs = {label: learning_curve(args.dataset, ops, args.epochs, paths, fixed=fixed,
-                                  fixed_topology_epochs=warmup, micro_batch=micro)
-            for key, (label, ops, paths, fixed, warmup, micro) in rows.items()
+                                  fixed_topology_epochs=warmup, micro_batch=micro,
+                                  path_sampling=sampling)
+            for key, (label, ops, paths, fixed, warmup, micro, sampling) in rows.items()
             if key in args.rows}
     result = {"machine": machine_info(), "command": command_line(), "dataset": args.dataset,
               "epochs": args.epochs,
@@ -161,11 +169,14 @@ def markdown(result: dict) -> str:
         f"{load['after']}. {result['runs'][next(iter(result['runs']))][0]['steps']} minibatches "
         f"per epoch. Supernet of width 16, {DATASETS[result['dataset']][1]} cell(s) per "
         "stage, batch 64, Adam 1e-2 warmed up over 3 epochs and cosine-annealed, a uniformly "
-        "sampled path per minibatch. Loss: the epoch's mean training loss; accuracy: the mean "
+        "sampled path per minibatch unless the row says otherwise. Loss: the epoch's mean "
+        "training loss; accuracy: the mean "
         f"over {result['paths']} fixed random paths of each one's accuracy on the whole "
         "validation split under the shared weights (the control: its one path); train s: "
         "seconds of supernet training in all. Topology warm-up: in its first epochs the "
-        "paths keep one genotype's inputs and draw only their ops.",
+        "paths keep one genotype's inputs and draw only their ops. Fair paths "
+        "(`evaluator.path_sampling: fair`): each minibatch trains as many paths as ops, which "
+        "together use every op of every block once, and takes one step on their mean loss.",
         "",
         markdown_table(headers, rows, align="l" + "r" * len(names)),
     ]) + "\n"

@@ -120,6 +120,12 @@ class EvaluatorConfig(_Section):
         "warm-up: asked of the strategy (and abandoned after its minibatch) or drawn uniformly; "
         "default: the strategy when it is reinforce (ENAS's controller), else uniform"
     )
+    path_sampling: Literal["uniform", "fair"] = Field(
+        "uniform", description="enas: the uniformly drawn paths of a supernet minibatch: one "
+        "path (ENAS), or 'fair': as many paths as ops, which together use every op of every "
+        "block once, their gradients summed into one step (FairNAS); a step costs one pass per "
+        "op, and the ten-op supernet learns where one path a step stalls (docs/benchmarks.md)"
+    )
     derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
     retrain_top: int = Field(

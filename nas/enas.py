@@ -319,46 +319,60 @@ class EnasEvaluator(Evaluator):
     # the work
 
     def train_epoch(self, strategy: Proposer, *, uniform: bool = False) -> float:
-        """One epoch of shared-weight training, one sampled architecture per minibatch: asked
-        of the strategy (and abandoned: it trains, it is not scored) when the config's
-        `training_paths` says so, else, and during the warm-up, drawn uniformly (in the first
-        `topology_warmup_epochs` epochs only their ops: their inputs are one fixed genotype's)."""
+        """One epoch of shared-weight training, one step per minibatch on its paths
+        (`minibatch_paths`): asked of the strategy (and abandoned: it trains, it is not scored)
+        when the config's `training_paths` says so, else, and during the warm-up, drawn
+        uniformly (in the first `topology_warmup_epochs` epochs only their ops: their inputs
+        are one fixed genotype's). The loss is the mean over the minibatch's paths."""
         self.supernet.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        space = self.supernet.space
         batches = self.data.train_loader(self.options.batch_size,
                                          seed=self.config.seed * 10_007 + self.epochs_done)
         total, count = 0.0, 0
         for images, labels in batches:
             if not self.training_time_left():  # the time budget: the epoch ends here
                 break
-            if self.strategy_paths and not uniform:
-                [genotype] = strategy.ask(1)
-                strategy.abandon([genotype])
-            elif self.epochs_done < self.options.topology_warmup_epochs:
-                genotype = space.sample_ops(self.uniform, self.fixed_topology)
-            else:
-                genotype = space.sample(self.uniform)
+            paths = self.minibatch_paths(strategy, uniform)
             images = images.contiguous(memory_format=self.memory_format)
             self.optimizer.zero_grad(set_to_none=True)
-            for part, part_labels, share in micro_batches(images, labels,
-                                                          self.options.micro_batch):
-                loss = F.cross_entropy(self.supernet(part, genotype), part_labels)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"supernet loss became {loss.item()} in epoch {self.epochs_done + 1}; "
-                        "try a lower evaluator.supernet_learning_rate "
-                        f"(now {self.options.supernet_learning_rate:g})"
-                    )
-                (loss * share).backward()
-                total += loss.item() * share
+            for genotype in paths:
+                for part, part_labels, share in micro_batches(images, labels,
+                                                              self.options.micro_batch):
+                    loss = F.cross_entropy(self.supernet(part, genotype), part_labels)
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"supernet loss became {loss.item()} in epoch "
+                            f"{self.epochs_done + 1}; try a lower "
+                            "evaluator.supernet_learning_rate "
+                            f"(now {self.options.supernet_learning_rate:g})"
+                        )
+                    (loss * (share / len(paths))).backward()
+                    total += loss.item() * share / len(paths)
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.options.grad_clip)
             self.optimizer.step()
             count += 1
         self.epochs_done += 1
         logger.info("supernet epoch %d: loss %.4f", self.epochs_done, total / max(count, 1))
         return total / max(count, 1)
+
+    def minibatch_paths(self, strategy: Proposer, uniform: bool) -> list[Genotype]:
+        """The paths one minibatch trains: the strategy's (asked and abandoned) when
+        `training_paths` says so outside the warm-up; else drawn uniformly, one or, with
+        `path_sampling: fair`, one per op using every op once (in the topology warm-up's
+        epochs with its fixed inputs)."""
+        if self.strategy_paths and not uniform:
+            [genotype] = strategy.ask(1)
+            strategy.abandon([genotype])
+            return [genotype]
+        space = self.supernet.space
+        topology = (self.fixed_topology
+                    if self.epochs_done < self.options.topology_warmup_epochs else None)
+        if self.options.path_sampling == "fair":
+            return space.fair_paths(self.uniform, topology)
+        if topology is not None:
+            return [space.sample_ops(self.uniform, topology)]
+        return [space.sample(self.uniform)]
 
     def learning_rate(self) -> float:
         """Cosine annealing over the planned epochs (constant without an architecture budget),

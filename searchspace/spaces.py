@@ -123,6 +123,24 @@ class SearchSpace:
                                              strict=True)]
         return self.from_tokens(tokens)
 
+    def fair_paths(self, rng: random.Random, topology: Genotype | None = None
+                   ) -> list[Genotype]:
+        """As many genotypes as ops, which together use every op once in every op decision
+        (FairNAS's strict fairness, Chu et al., 2021: one supernet step trains each op of each
+        block once); their inputs are drawn uniformly, or kept from `topology`."""
+        kept = self.to_tokens(topology) if topology is not None else None
+        columns = []
+        for index, decision in enumerate(self.decisions()):
+            if decision.kind == "input":
+                columns.append([kept[index] if kept is not None
+                                else rng.randrange(decision.choices) for _ in self.ops])
+            else:
+                order = list(range(decision.choices))
+                rng.shuffle(order)
+                columns.append(order)
+        return [self.from_tokens([column[path] for column in columns])
+                for path in range(len(self.ops))]
+
     def num_cells(self) -> int:
         """Distinct cells (one searched cell), counting a block's two inputs as unordered."""
         count = 1

@@ -249,3 +249,29 @@ def test_the_topology_warm_up_defaults_to_half_the_warm_up():
         .topology_warmup_epochs == 1
     assert _config(evaluator={"name": "enas", "warmup_epochs": 8, "fixed_topology_epochs": 0}
                    ).evaluator.topology_warmup_epochs == 0
+
+
+def test_fair_path_sampling_trains_every_op_of_every_block_in_each_step():
+    """With `path_sampling: fair` a minibatch's step runs one path per op and every op of every
+    block gets a gradient; one uniform path a step leaves most ops untouched."""
+    touched = {}
+    for sampling in ("uniform", "fair"):
+        config = _config(evaluator={"name": "enas", "batch_size": 32, "warmup_epochs": 1,
+                                    "path_sampling": sampling},
+                         dataset={"name": "synthetic", "limit": 64})
+        evaluator = EnasEvaluator(config, open_dataset(config))
+        paths = []
+        forward = evaluator.supernet.forward
+        evaluator.supernet.forward = lambda images, genotype: (
+            paths.append(genotype), forward(images, genotype))[1]
+        before = {name: p.detach().clone()
+                  for name, p in evaluator.supernet.named_parameters()}
+        loss = evaluator.train_epoch(None, uniform=True)
+        assert loss > 0
+        steps = len(list(evaluator.data.train_loader(32, seed=0)))
+        ops = config.space.ops
+        assert len(paths) == steps * (len(ops) if sampling == "fair" else 1)
+        touched[sampling] = {name for name, p in evaluator.supernet.named_parameters()
+                             if not torch.equal(p, before[name])}
+    everything = {name for name, _ in evaluator.supernet.named_parameters()}
+    assert touched["fair"] == everything > touched["uniform"]

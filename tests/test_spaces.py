@@ -105,3 +105,20 @@ def test_sample_ops_keeps_the_topology_and_draws_every_op():
                     == [(a, b) for a, _, b, _ in topology.cell(cell)])
     assert set().union(*(genotype.ops() for genotype in drawn)) == set(space.ops)
     assert len(set(drawn)) == 40
+
+
+def test_fair_paths_use_every_op_once_in_every_op_decision():
+    space = SearchSpace(blocks=4)
+    rng = random.Random(0)
+    paths = space.fair_paths(rng)
+    assert len(paths) == len(space.ops)
+    columns = list(zip(*(space.to_tokens(genotype) for genotype in paths), strict=True))
+    for column, decision in zip(columns, space.decisions(), strict=True):
+        if decision.kind == "op":
+            assert sorted(column) == list(range(len(space.ops)))
+    assert len({genotype.normal for genotype in paths}) == len(paths)
+    topology = space.sample(random.Random(3))
+    kept = space.fair_paths(rng, topology)
+    for genotype in kept:
+        assert ([(a, b) for a, _, b, _ in genotype.cell("normal")]
+                == [(a, b) for a, _, b, _ in topology.cell("normal")])
