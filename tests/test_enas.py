@@ -261,9 +261,12 @@ def test_fair_path_sampling_trains_every_op_of_every_block_in_each_step():
                          dataset={"name": "synthetic", "limit": 64})
         evaluator = EnasEvaluator(config, open_dataset(config))
         paths = []
-        forward = evaluator.supernet.forward
-        evaluator.supernet.forward = lambda images, genotype: (
-            paths.append(genotype), forward(images, genotype))[1]
+
+        def record(images, genotype, paths=paths, forward=evaluator.supernet.forward):
+            paths.append(genotype)
+            return forward(images, genotype)
+
+        evaluator.supernet.forward = record
         before = {name: p.detach().clone()
                   for name, p in evaluator.supernet.named_parameters()}
         loss = evaluator.train_epoch(None, uniform=True)
