@@ -123,7 +123,7 @@ class EvaluatorConfig(_Section):
     path_sampling: Literal["uniform", "fair"] = Field(
         "uniform", description="enas: the uniformly drawn paths of a supernet minibatch: one "
         "path (ENAS), or 'fair': as many paths as ops, which together use every op of every "
-        "block once, their gradients summed into one step (FairNAS); a step costs one pass per "
+        "block once, one step on their mean loss (FairNAS); a step costs one pass per "
         "op, and the ten-op supernet learns where one path a step stalls (docs/benchmarks.md)"
     )
     derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
