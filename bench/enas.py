@@ -15,9 +15,11 @@ CIFAR-10 subset (`../shared/data/cifar10-subset`, 1,000 images held out for vali
    and its accuracy after standalone proxy training.
 
     .venv/bin/python bench/enas.py [--search-seconds 600] [--train-epochs 4] [--random-cells 3]
-        [--rank-candidates 12] [--no-docs] [--parts memory --previous LAST.json]
+        [--rank-candidates 12] [--no-docs] [--parts cost,step [--previous LAST.json]]
 
-Prints one JSON object and rewrites the "ENAS" section of docs/benchmarks.md.
+Prints one JSON object, keeps it in bench/results/enas.json (a later `--parts` run takes the
+other parts from there unless `--previous` names another file) and rewrites the "ENAS"
+section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from searchspace.network import CellNetwork
 from searchspace.supernet import Supernet, extract_network
 from searchspace.zoo import create_network
 
+RESULT = ROOT / "bench" / "results" / "enas.json"  # the last run that rewrote the docs
 PARTS = ("cost", "step", "memory", "quality", "ranking")
 NNI = {"step_s": 0.83, "score_s": 0.39, "peak_rss_gib": 2.3, "accuracy_after_335s": "15-25%"}
 
@@ -255,17 +258,18 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} to measure")
-    parser.add_argument("--previous", type=Path,
+    parser.add_argument("--previous", type=Path, default=RESULT,
                         help="JSON of an earlier run whose other parts are kept")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    if parts - set(PARTS) or (parts != set(PARTS) and args.previous is None):
-        sys.exit(f"--parts: a subset of {','.join(PARTS)}; a subset needs --previous")
+    if parts - set(PARTS) or (parts != set(PARTS) and not args.previous.exists()):
+        sys.exit(f"--parts: a subset of {','.join(PARTS)}; a subset needs the JSON of an "
+                 f"earlier run ({args.previous} is missing)")
     set_threads(2)
     if not CIFAR.exists():
         sys.exit(f"bench/enas.py needs {CIFAR} (the peers' data)")
     config = cifar_config()
-    result = json.loads(args.previous.read_text()) if args.previous else {}
+    result = json.loads(args.previous.read_text()) if parts != set(PARTS) else {}
     result |= {"machine": machine_info(), "command": command_line(), "date": today(), "nni": NNI,
                "measured_now": sorted(parts)}
     if "cost" in parts:
@@ -282,6 +286,8 @@ def main() -> None:
             result["ranking"] = ranking_fidelity(store, args.rank_candidates)
     print(json.dumps(result, indent=2))
     if not args.no_docs:
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps(result, indent=2) + "\n")
         write_section("ENAS (bench/enas.py)", render(result))
 
 

@@ -9,8 +9,9 @@ row trains one fixed path of the ten-op space alone in the same supernet: what t
 learn when nothing is shared between paths. The row `five-topology-micro` (not run by
 default) trains the five ops with the topology warm-up in micro-batches of `--micro-batch`
 (`evaluator.micro_batch`: batch norm's statistics per micro-batch). The rows `five-fair` and
-`ten-fair` (not run by default) train with `evaluator.path_sampling: fair`: each minibatch
-trains as many paths as ops, which together use every op of every block once (FairNAS).
+`ten-fair`, and with the topology warm-up `five-fair-topology` and `ten-fair-topology` (not
+run by default), train with `evaluator.path_sampling: fair`: each minibatch trains as many
+paths as ops, which together use every op of every block once (FairNAS).
 
     .venv/bin/python bench/supernet_learning.py [--dataset digits|cifar] [--epochs 8]
         [--paths 10] [--threads 1] [--fixed-topology-epochs K] [--rows five ...]
@@ -131,10 +132,14 @@ def main() -> None:
                                 f"micro-batches of {args.micro_batch}", ENAS_OPS, args.paths,
                                 False, topology, args.micro_batch, "uniform"),
         "five-fair": ("five ops, fair paths", ENAS_OPS, args.paths, False, 0, None, "fair"),
+        "five-fair-topology": (f"five ops, fair paths, topology warm-up ({topology} epochs)",
+                               ENAS_OPS, args.paths, False, topology, None, "fair"),
         "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0, None, "uniform"),
         "ten-topology": (f"ten ops, topology warm-up ({topology} epochs)", DEFAULT_OPS,
                          args.paths, False, topology, None, "uniform"),
         "ten-fair": ("ten ops, fair paths", DEFAULT_OPS, args.paths, False, 0, None, "fair"),
+        "ten-fair-topology": (f"ten ops, fair paths, topology warm-up ({topology} epochs)",
+                              DEFAULT_OPS, args.paths, False, topology, None, "fair"),
         "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0, None,
                     "uniform"),
     }
