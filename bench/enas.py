@@ -174,7 +174,7 @@ def shared_weight_curve(store: Store, search_id: str) -> list[dict]:
     """Mean shared-weight reward of the candidates of each supernet epoch."""
     by_epoch: dict[int, list[float]] = {}
     for row in store.architectures(search_id, role="candidate"):
-        by_epoch.setdefault(row.metrics["supernet_epochs"], []).append(row.reward)
+        by_epoch.setdefault(row.metrics.supernet_epochs, []).append(row.reward)
     return [{"epoch": epoch, "mean_reward": statistics.mean(rewards), "candidates": len(rewards)}
             for epoch, rewards in sorted(by_epoch.items())]
 
