@@ -41,6 +41,7 @@ from _common import (
     PEERS_CIFAR,
     ROOT,
     command_line,
+    cpu_text,
     machine_info,
     markdown_table,
     set_threads,
@@ -295,8 +296,8 @@ def render(result: dict) -> str:
     cost, step, memory = result["cost"], result["step"], result["memory"]
     quality, ranking = result["quality"], result["ranking"]
     lines = [
-        f"{result['date']}, `{result['command']}`, load average "
-        f"{result['machine']['load_average']}, {result['machine']['threads']} threads. "
+        f"{result['date']}, `{result['command']}`, on {cpu_text(result['machine'])}, load "
+        f"average {result['machine']['load_average']}, {result['machine']['threads']} threads. "
         "CIFAR-10 subset with 1,000 validation images, batch 64, ENAS's five ops, 5 blocks, "
         "width 16, 8 cells: the configuration NNI was measured on (`../shared/PEERS.md`). "
         + ("" if len(result["measured_now"]) == len(PARTS) else
