@@ -25,6 +25,7 @@ import random
 import statistics
 import time
 
+import torch
 from _common import (
     ROOT,
     command_line,
@@ -79,18 +80,18 @@ def chain(op: str, blocks: int = 5) -> Genotype:
 def random_chain(space: SearchSpace, rng: random.Random) -> Genotype:
     """A genotype of `space` whose block i reads only the previous state (one loose end), with
     uniformly random ops."""
-    cell = tuple((i + 1, rng.choice(space.ops), i + 1, rng.choice(space.ops))
-                 for i in range(space.blocks))
-    return Genotype(normal=cell, reduction=tuple(
-        (i + 1, rng.choice(space.ops), i + 1, rng.choice(space.ops))
-        for i in range(space.blocks)))
+    def cell() -> tuple:
+        return tuple((i + 1, rng.choice(space.ops), i + 1, rng.choice(space.ops))
+                     for i in range(space.blocks))
+
+    return Genotype(normal=cell(), reduction=cell())
 
 
 def network_of(genotype: Genotype) -> CellNetwork:
     return CellNetwork(genotype, num_classes=10, cells=2, channels=16, reduce_inputs=True)
 
 
-def measure(network) -> dict:
+def measure(network: torch.nn.Module) -> dict:
     measured = measure_latency(network, SHAPE, batch_size=BATCH, num_classes=10)
     return {"params": count_parameters(network), "forward_ms": measured.forward_ms,
             "train_step_ms": measured.train_step_ms}
