@@ -2,7 +2,7 @@
 each one from scratch does, and what does each way of scoring cost?
 
 1. supernet: the peers' configuration (ENAS's five ops, 5 blocks, width 16, 8 cells, batch
-   64), trained `--supernet-epochs` epochs on uniformly sampled paths by the real
+   64), trained `--supernet-epochs` epochs on uniformly sampled paths (or fair ones) by the real
    `EnasEvaluator` (as a search's warm-up trains it, cosine-annealed over those epochs);
 2. standalone accuracy: `--candidates` uniformly sampled genotypes, each trained from scratch
    with one stated proxy recipe: its network in the layout a search exports, freshly
@@ -18,7 +18,8 @@ Both trained parts are kept under `--cache` (the supernet once, each standalone 
 file of its own), so a run can stop and resume, and shards can train candidates side by side:
 
     .venv/bin/python bench/ranking.py [--candidates 32] [--supernet-epochs 10]
-        [--standalone-epochs 2] [--fixed-topology-epochs 0] [--threads 2]
+        [--standalone-epochs 2] [--fixed-topology-epochs 0] [--path-sampling uniform|fair]
+        [--threads 2]
         [--parts supernet,standalone,score] [--shard 0/1] [--standalone-seconds S]
         [--repeat N] [--cache DIR] [--no-docs]
 
@@ -54,7 +55,7 @@ from _common import (
     write_section,
 )
 
-from nas.config import SearchConfig, parse_config
+from nas.config import EvaluatorConfig, SearchConfig, parse_config
 from nas.enas import EnasEvaluator, accuracy_of
 from nas.evaluators import standalone_train_config
 from nas.ranking import agreement
@@ -68,14 +69,15 @@ SECTION = "Ranking fidelity on the CIFAR subset (bench/ranking.py)"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def bench_config(supernet_epochs: int, standalone_epochs: int, fixed_topology_epochs: int
-                 ) -> SearchConfig:
+def bench_config(supernet_epochs: int, standalone_epochs: int, fixed_topology_epochs: int,
+                 path_sampling: str = "uniform") -> SearchConfig:
     return parse_config({
         "name": "bench-ranking", "seed": 0, "dataset": PEERS_CIFAR,
         "network": {"cells": 2, "channels": 16},
         "evaluator": {"name": "enas", "warmup_epochs": supernet_epochs - 1,
                       "epochs": standalone_epochs,
-                      "fixed_topology_epochs": fixed_topology_epochs},
+                      "fixed_topology_epochs": fixed_topology_epochs,
+                      "path_sampling": path_sampling},
         "strategy": {"name": "random"},
         # plans `supernet_epochs` epochs: the learning rate anneals over them
         "budget": {"architectures": 1},
@@ -92,15 +94,17 @@ def candidates(config: SearchConfig, count: int) -> list[Genotype]:
     return list(found.values())
 
 
-def supernet_path(cache: Path, epochs: int, fixed_topology_epochs: int) -> Path:
-    warm_up = f"-topology-{fixed_topology_epochs}" if fixed_topology_epochs else ""
-    return cache / f"supernet-{epochs}-epochs{warm_up}.pt"
+def supernet_path(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> Path:
+    warm_up = (f"-topology-{evaluator.fixed_topology_epochs}"
+               if evaluator.fixed_topology_epochs else "")
+    fair = "-fair" if evaluator.path_sampling == "fair" else ""
+    return cache / f"supernet-{epochs}-epochs{warm_up}{fair}.pt"
 
 
 def trained_supernet(config: SearchConfig, data, cache: Path, epochs: int) -> EnasEvaluator:
     """The evaluator with its supernet trained `epochs` uniform epochs (kept in `cache`)."""
     enas = EnasEvaluator(config, data)
-    path = supernet_path(cache, epochs, config.evaluator.fixed_topology_epochs)
+    path = supernet_path(cache, epochs, config.evaluator)
     if path.exists():
         enas.load_state_dict(torch.load(path, weights_only=False))
         return enas
@@ -113,8 +117,8 @@ def trained_supernet(config: SearchConfig, data, cache: Path, epochs: int) -> En
     return enas
 
 
-def supernet_facts(cache: Path, epochs: int, fixed_topology_epochs: int) -> dict:
-    state = torch.load(supernet_path(cache, epochs, fixed_topology_epochs), weights_only=False)
+def supernet_facts(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> dict:
+    state = torch.load(supernet_path(cache, epochs, evaluator), weights_only=False)
     return {"epochs": state["epochs_done"], "losses": [round(v, 4) for v in state["losses"]],
             "seconds": round(state["seconds"], 1)}
 
@@ -269,6 +273,8 @@ def main() -> None:
     parser.add_argument("--standalone-epochs", type=int, default=2)
     parser.add_argument("--fixed-topology-epochs", type=int, default=0,
                         help="the supernet's topology warm-up (evaluator.fixed_topology_epochs)")
+    parser.add_argument("--path-sampling", choices=["uniform", "fair"], default="uniform",
+                        help="the supernet's evaluator.path_sampling")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--shard", type=shard_of, default=(0, 1),
@@ -292,7 +298,7 @@ def main() -> None:
     set_threads(args.threads)
     before = load_average()
     config = bench_config(args.supernet_epochs, args.standalone_epochs,
-                          args.fixed_topology_epochs)
+                          args.fixed_topology_epochs, args.path_sampling)
     data = open_dataset(config)
     genotypes = candidates(config, args.candidates)
     if "supernet" in parts or "score" in parts:
@@ -328,8 +334,7 @@ def main() -> None:
         train_standalone(enas, config, data, by_size[len(by_size) // 2], Path(tempfile.mkdtemp()))
         standalone_seconds = time.perf_counter() - timed
         result |= {
-            "supernet": supernet_facts(args.cache, args.supernet_epochs,
-                                       args.fixed_topology_epochs),
+            "supernet": supernet_facts(args.cache, args.supernet_epochs, config.evaluator),
             "standalone_seconds": standalone_seconds,
             "protocols": score(enas, genotypes, [row["accuracy"] for row in done],
                                standalone_seconds),
@@ -337,10 +342,18 @@ def main() -> None:
             "load_average_after": load_average(),
         }
         if not args.no_docs:
-            warm_up = args.fixed_topology_epochs
-            write_section(SECTION + (f", topology warm-up of {warm_up} epochs" if warm_up else ""),
-                          render(result, args))
+            write_section(SECTION + variant_title(args), render(result, args))
     print(json.dumps(result, indent=2))
+
+
+def variant_title(args: argparse.Namespace) -> str:
+    """What a section's title adds for a supernet trained otherwise than the default."""
+    title = ""
+    if args.fixed_topology_epochs:
+        title += f", topology warm-up of {args.fixed_topology_epochs} epochs"
+    if args.path_sampling == "fair":
+        title += ", fair paths"
+    return title
 
 
 def render(result: dict, args: argparse.Namespace) -> str:
@@ -351,8 +364,11 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"{result['machine']['threads']} "
         f"torch thread(s), load average before {result['load_average_before']}, after "
         f"{result['load_average_after']}. Supernet: the peers' CIFAR configuration (ENAS's "
-        f"five ops, width 16, 8 cells, batch 64), {supernet['epochs']} epochs on uniformly "
-        f"sampled paths (topology warm-up: {args.fixed_topology_epochs} epochs; "
+        f"five ops, width 16, 8 cells, batch 64), {supernet['epochs']} epochs on "
+        + ("fair paths (each minibatch trains one path per op, together using every op of "
+           "every block once, and steps on their mean loss; " if args.path_sampling == "fair"
+           else "uniformly sampled paths (")
+        + f"topology warm-up: {args.fixed_topology_epochs} epochs; "
         f"{supernet['seconds']:.0f} s; mean training loss of the last epoch "
         f"{supernet['losses'][-1]:.2f}). Standalone: {len(done)} uniformly sampled cells, each "
         f"trained from scratch in the layout a search exports, seed 0, "
