@@ -102,7 +102,8 @@ def supernet_path(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> Path:
 
 
 def trained_supernet(config: SearchConfig, data, cache: Path, epochs: int) -> EnasEvaluator:
-    """The evaluator with its supernet trained `epochs` uniform epochs (kept in `cache`)."""
+    """The evaluator with its supernet trained `epochs` epochs of warm-up paths, uniform or fair
+    as `config` says (kept in `cache`)."""
     enas = EnasEvaluator(config, data)
     path = supernet_path(cache, epochs, config.evaluator)
     if path.exists():
