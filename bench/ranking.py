@@ -12,7 +12,8 @@ each one from scratch does, and what does each way of scoring cost?
 3. protocols: every candidate scored under the shared weights in several ways (the search's
    own scoring among them); for each, Kendall's tau against the standalone accuracies with a
    95% bootstrap interval (`nas.ranking`), seconds per candidate, and the cost ratio
-   standalone / scoring.
+   standalone / scoring. Once every candidate was also trained with seed 1 (`--repeat`), tau
+   is also taken against the mean of the two seeds' accuracies: a less noisy reference.
 
 Both trained parts are kept under `--cache` (the supernet once, each standalone accuracy in a
 file of its own), so a run can stop and resume, and shards can train candidates side by side:
@@ -21,10 +22,11 @@ file of its own), so a run can stop and resume, and shards can train candidates 
         [--standalone-epochs 2] [--fixed-topology-epochs 0] [--path-sampling uniform|fair]
         [--threads 2]
         [--parts supernet,standalone,score] [--shard 0/1] [--standalone-seconds S]
-        [--repeat N] [--cache DIR] [--no-docs]
+        [--repeat N] [--cache DIR] [--no-docs] [--render]
 
-Prints one JSON object and, once every candidate has its standalone accuracy, rewrites the
-"Ranking fidelity on the CIFAR subset" section of docs/benchmarks.md.
+Prints one JSON object and, once every candidate has its standalone accuracy, keeps it in
+`--cache` (scores-*.json, named as the supernet) and rewrites the "Ranking fidelity on the
+CIFAR subset" section of docs/benchmarks.md (`--render`: only that, from the kept file).
 """
 
 from __future__ import annotations
@@ -224,9 +226,22 @@ PROTOCOLS: dict[str, Callable[[EnasEvaluator, Genotype, int], float]] = {
 }
 
 
-def score(enas: EnasEvaluator, genotypes: Sequence[Genotype], standalone: Sequence[float],
-          standalone_seconds: float) -> list[dict]:
-    """Each protocol's scores, tau against standalone accuracy, and seconds per candidate."""
+def references(done: Sequence[dict], repeated: Sequence[dict]) -> dict[str, list[float]]:
+    """The standalone accuracies each scoring is ranked against: seed 0's, and the mean of
+    seeds 0 and 1 once every candidate was trained with both (a less noisy reference)."""
+    first = [row["accuracy"] for row in done]
+    second = {row["genotype"]: row["accuracy"] for row in repeated}
+    found = {"seed 0": first}
+    if done and all(row["genotype"] in second for row in done):
+        found["mean of seeds 0 and 1"] = [
+            (row["accuracy"] + second[row["genotype"]]) / 2 for row in done]
+    return found
+
+
+def score(enas: EnasEvaluator, genotypes: Sequence[Genotype],
+          standalone: dict[str, list[float]], standalone_seconds: float) -> list[dict]:
+    """Each protocol's scores, tau against each reference of standalone accuracies, and
+    seconds per candidate."""
     rows = []
     for name, protocol in PROTOCOLS.items():
         enas.valid_cursor = 0
@@ -240,12 +255,17 @@ def score(enas: EnasEvaluator, genotypes: Sequence[Genotype], standalone: Sequen
         per_candidate = statistics.median(seconds)
         rows.append({"protocol": name, "scores": scores, "seconds": per_candidate,
                      "cost_ratio": standalone_seconds / per_candidate,
-                     "agreement": agreement(scores, standalone, seed=0).model_dump()})
+                     "agreements": agreements(scores, standalone)})
     params = [float(enas.path_parameters(genotype)) for genotype in genotypes]
     rows.append({"protocol": "parameter count (no training: a reference)", "scores": params,
                  "seconds": None, "cost_ratio": None,
-                 "agreement": agreement(params, standalone, seed=0).model_dump()})
+                 "agreements": agreements(params, standalone)})
     return rows
+
+
+def agreements(scores: Sequence[float], standalone: dict[str, list[float]]) -> dict[str, dict]:
+    return {name: agreement(scores, accuracies, seed=0).model_dump()
+            for name, accuracies in standalone.items()}
 
 
 def shard_of(text: str) -> tuple[int, int]:
@@ -289,7 +309,15 @@ def main() -> None:
                         help="kept between runs; the standalone results are committed, the "
                         "supernet's weights (*.pt) are not")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite the docs section from the run's kept scores file")
     args = parser.parse_args()
+    if args.render:
+        config = bench_config(args.supernet_epochs, args.standalone_epochs,
+                              args.fixed_topology_epochs, args.path_sampling)
+        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator)
+        write_section(SECTION + variant_title(args), render(json.loads(kept.read_text()), args))
+        return
     parts = set(args.parts.split(","))
     if parts - set(PARTS):
         sys.exit(f"--parts: a subset of {','.join(PARTS)}")
@@ -337,19 +365,29 @@ def main() -> None:
         result |= {
             "supernet": supernet_facts(args.cache, args.supernet_epochs, config.evaluator),
             "standalone_seconds": standalone_seconds,
-            "protocols": score(enas, genotypes, [row["accuracy"] for row in done],
+            "protocols": score(enas, genotypes, references(done, repeated),
                                standalone_seconds),
             "seed_agreement": seed_agreement(done, repeated),
             "load_average_after": load_average(),
         }
+        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator)
+        kept.write_text(json.dumps(result, indent=1) + "\n")
         if not args.no_docs:
             write_section(SECTION + variant_title(args), render(result, args))
     print(json.dumps(result, indent=2))
 
 
+def scores_file(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> Path:
+    """Where a scoring run keeps its result (committed, unlike the supernet it scored with)."""
+    path = supernet_path(cache, epochs, evaluator)
+    return path.with_name(path.stem.replace("supernet", "scores", 1) + ".json")
+
+
 def variant_title(args: argparse.Namespace) -> str:
     """What a section's title adds for a supernet trained otherwise than the default."""
     title = ""
+    if args.supernet_epochs != 10:
+        title += f", a supernet of {args.supernet_epochs} epochs"
     if args.fixed_topology_epochs:
         title += f", topology warm-up of {args.fixed_topology_epochs} epochs"
     if args.path_sampling == "fair":
@@ -360,6 +398,7 @@ def variant_title(args: argparse.Namespace) -> str:
 def render(result: dict, args: argparse.Namespace) -> str:
     supernet, done = result["supernet"], result["standalone"]
     accuracies = [row["accuracy"] for row in done]
+    names = list(result["protocols"][0]["agreements"])
     lines = [
         f"Run on {result['date']} with `{result['command']}` on {cpu_text(result['machine'])}, "
         f"{result['machine']['threads']} "
@@ -372,7 +411,8 @@ def render(result: dict, args: argparse.Namespace) -> str:
         + f"topology warm-up: {args.fixed_topology_epochs} epochs; "
         f"{supernet['seconds']:.0f} s; mean training loss of the last epoch "
         f"{supernet['losses'][-1]:.2f}). Standalone: {len(done)} uniformly sampled cells, each "
-        f"trained from scratch in the layout a search exports, seed 0, "
+        f"trained from scratch in the layout a search exports, seed 0"
+        + (" (and again with seed 1)" if len(names) > 1 else "") + ", "
         f"{args.standalone_epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip) "
         f"on the same 4,085 training images, accuracy on the same 1,000 held-out images: "
         f"{min(accuracies):.3f} to {max(accuracies):.3f} (median "
@@ -381,19 +421,22 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"{result['standalone_seconds']:.0f} s.",
         "",
         "Kendall's tau of each shared-weight scoring against the standalone accuracies (95% "
-        "bootstrap interval over the candidates); seconds: median per candidate; cost ratio: "
-        "standalone training seconds / scoring seconds.",
+        "bootstrap interval over the candidates), "
+        + ("of seed 0 and of the mean of seeds 0 and 1" if len(names) > 1 else "of seed 0")
+        + "; seconds: median per candidate; cost ratio: standalone training seconds / scoring "
+        "seconds.",
         "",
-        markdown_table(["scoring", "Kendall's tau (95% interval)", "s / candidate",
-                        "cost ratio"], [
-            [row["protocol"], tau_text(row["agreement"]),
+        markdown_table(["scoring", *(f"tau, {name} (95% interval)" for name in names),
+                        "s / candidate", "cost ratio"], [
+            [row["protocol"], *(tau_text(row["agreements"][name]) for name in names),
              "-" if row["seconds"] is None else f"{row['seconds']:.3f}",
              "-" if row["cost_ratio"] is None else f"{row['cost_ratio']:.0f}x"]
             for row in result["protocols"]
-        ], align="lrrr"),
+        ], align="l" + "r" * (len(names) + 2)),
     ]
     if result["repeated"]:
-        lines += ["", f"The standalone accuracies themselves: the first {len(result['repeated'])} "
+        which = "all" if len(result["repeated"]) == len(done) else "the first"
+        lines += ["", f"The standalone accuracies themselves: {which} {len(result['repeated'])} "
                   "candidates trained again with seed 1 (initial weights and data order) rank as "
                   f"with seed 0 at Kendall's tau {tau_text(result['seed_agreement'])}: how far "
                   "one seed's ranking can be trusted."]
