@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from _common import (
     CIFAR,
@@ -58,9 +59,9 @@ from _common import (
 )
 
 from nas.config import EvaluatorConfig, SearchConfig, parse_config
-from nas.enas import EnasEvaluator, accuracy_of
+from nas.enas import EnasEvaluator, accuracy_of, batch_statistics
 from nas.evaluators import standalone_train_config
-from nas.ranking import agreement
+from nas.ranking import BOOTSTRAP_RESAMPLES, agreement, kendall
 from nas.search import open_dataset
 from nas.seeding import stream_seed
 from nas.train import train_model
@@ -150,7 +151,8 @@ def train_standalone(enas: EnasEvaluator, config: SearchConfig, data, genotype: 
     return row
 
 
-# scoring protocols: each takes (evaluator, genotype, index) and returns an accuracy
+# scoring protocols: each takes (evaluator, genotype, index) and returns a score (an accuracy,
+# or minus a loss), higher for a better candidate
 
 
 def search_protocol(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
@@ -201,6 +203,33 @@ def recalibrated(train_batches: int, valid_batches: int | None
     return protocol
 
 
+def negative_loss(enas: EnasEvaluator, genotype: Genotype, batches: Sequence[Batch]) -> float:
+    """Minus the mean cross-entropy of `genotype` on `batches` under the shared weights, batch
+    statistics as in the search: a continuous score, where one batch's accuracy moves in
+    steps of 1/64."""
+    total, seen = 0.0, 0
+    with torch.inference_mode(), batch_statistics(enas.supernet):
+        for images, labels in batches:
+            logits = enas.supernet(images.contiguous(memory_format=enas.memory_format), genotype)
+            total += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            seen += labels.numel()
+    return -total / seen
+
+
+def loss_in_turn(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
+    """The search's batch (the next in turn), scored by the loss instead of the accuracy."""
+    batch = enas.valid_batches[enas.valid_cursor % len(enas.valid_batches)]
+    enas.valid_cursor += 1
+    return negative_loss(enas, genotype, [batch])
+
+
+def shared_loss(count: int | None) -> Callable[[EnasEvaluator, Genotype, int], float]:
+    """The loss on the first `count` validation batches (None: the whole split)."""
+    def protocol(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:
+        return negative_loss(enas, genotype, enas.valid_batches[:count])
+    return protocol
+
+
 _recalibration: list[Batch] = []
 
 
@@ -223,6 +252,9 @@ PROTOCOLS: dict[str, Callable[[EnasEvaluator, Genotype, int], float]] = {
     "whole split (derivation)": whole_split,
     "BN recalibrated on 2 train batches, then 1 shared batch": recalibrated(2, 1),
     "BN recalibrated on 4 train batches, then 1 shared batch": recalibrated(4, 1),
+    "loss: the next batch in turn (the search's batch)": loss_in_turn,
+    "loss: 4 batches, the same for every candidate": shared_loss(4),
+    "loss: whole split": shared_loss(None),
 }
 
 
@@ -266,6 +298,33 @@ def score(enas: EnasEvaluator, genotypes: Sequence[Genotype],
 def agreements(scores: Sequence[float], standalone: dict[str, list[float]]) -> dict[str, dict]:
     return {name: agreement(scores, accuracies, seed=0).model_dump()
             for name, accuracies in standalone.items()}
+
+
+# each loss scoring against the accuracy scoring of the same forward passes
+LOSS_PAIRS = {
+    "loss: the next batch in turn (the search's batch)":
+        "search: the next batch in turn, batch statistics",
+    "loss: 4 batches, the same for every candidate": "4 batches, the same for every candidate",
+    "loss: whole split": "whole split (derivation)",
+}
+
+
+def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequence[float]
+                ) -> dict:
+    """How much higher `second`'s tau against `reference` is than `first`'s, with a 95%
+    interval and the share of positive gains over the same bootstrap resamples of the
+    candidates (paired: both scorings rank the same resampled cells)."""
+    a, b, ref = (np.asarray(values, dtype=float) for values in (first, second, reference))
+    rng = np.random.default_rng(0)
+    gains = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        picked = rng.integers(0, len(ref), len(ref))
+        tau_a, tau_b = kendall(a[picked], ref[picked]), kendall(b[picked], ref[picked])
+        if tau_a is not None and tau_b is not None:
+            gains.append(tau_b - tau_a)
+    low, high = np.percentile(gains, [2.5, 97.5])
+    return {"gain": kendall(b, ref) - kendall(a, ref), "low": float(low), "high": float(high),
+            "positive": float(np.mean(np.asarray(gains) > 0))}
 
 
 def shard_of(text: str) -> tuple[int, int]:
@@ -434,6 +493,17 @@ def render(result: dict, args: argparse.Namespace) -> str:
             for row in result["protocols"]
         ], align="l" + "r" * (len(names) + 2)),
     ]
+    scores = {row["protocol"]: row["scores"] for row in result["protocols"]}
+    if all(name in scores for pair in LOSS_PAIRS.items() for name in pair):
+        reference = references(done, result["repeated"])[names[-1]]
+        gains = []
+        for loss, accuracy in LOSS_PAIRS.items():
+            gain = paired_gain(scores[accuracy], scores[loss], reference)
+            gains.append(f"{loss.removeprefix('loss: ')} {gain['gain']:+.2f} ({gain['low']:+.2f} "
+                         f"to {gain['high']:+.2f}, positive in {gain['positive']:.0%})")
+        lines += ["", f"The loss against the accuracy of the same passes, tau against {names[-1]}, "
+                  "paired over the same bootstrap resamples of the cells (gain, 95% interval, "
+                  "share of resamples with a gain): " + "; ".join(gains) + "."]
     if result["repeated"]:
         which = "all" if len(result["repeated"]) == len(done) else "the first"
         lines += ["", f"The standalone accuracies themselves: {which} {len(result['repeated'])} "
