@@ -327,6 +327,12 @@ def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequ
             "positive": float(np.mean(np.asarray(gains) > 0))}
 
 
+def standalone_rank(scores: Sequence[float], reference: Sequence[float]) -> int:
+    """The standalone rank (1: the most accurate) of the candidate that `scores` puts first."""
+    first = max(range(len(scores)), key=scores.__getitem__)
+    return 1 + sum(value > reference[first] for value in reference)
+
+
 def shard_of(text: str) -> tuple[int, int]:
     """`i/n` with 0 <= i < n, for --shard."""
     try:
@@ -501,9 +507,15 @@ def render(result: dict, args: argparse.Namespace) -> str:
             gain = paired_gain(scores[accuracy], scores[loss], reference)
             gains.append(f"{loss.removeprefix('loss: ')} {gain['gain']:+.2f} ({gain['low']:+.2f} "
                          f"to {gain['high']:+.2f}, positive in {gain['positive']:.0%})")
+        firsts = [f"by the {kind}, {standalone_rank(scores[name], reference)}"
+                  for kind, name in (("accuracy", "whole split (derivation)"),
+                                     ("loss", "loss: whole split"))]
         lines += ["", f"The loss against the accuracy of the same passes, tau against {names[-1]}, "
                   "paired over the same bootstrap resamples of the cells (gain, 95% interval, "
-                  "share of resamples with a gain): " + "; ".join(gains) + "."]
+                  "share of resamples with a gain): " + "; ".join(gains) + ". The cell the "
+                  "whole split puts first, as derivation picks it, ranks among the "
+                  f"{len(reference)} by standalone accuracy ({names[-1]}): "
+                  + "; ".join(firsts) + "."]
     if result["repeated"]:
         which = "all" if len(result["repeated"]) == len(done) else "the first"
         lines += ["", f"The standalone accuracies themselves: {which} {len(result['repeated'])} "
