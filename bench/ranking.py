@@ -59,7 +59,7 @@ from _common import (
 )
 
 from nas.config import EvaluatorConfig, SearchConfig, parse_config
-from nas.enas import EnasEvaluator, accuracy_of, batch_statistics
+from nas.enas import EnasEvaluator, accuracy_of
 from nas.evaluators import standalone_train_config
 from nas.ranking import BOOTSTRAP_RESAMPLES, agreement, kendall
 from nas.search import open_dataset
@@ -207,13 +207,8 @@ def negative_loss(enas: EnasEvaluator, genotype: Genotype, batches: Sequence[Bat
     """Minus the mean cross-entropy of `genotype` on `batches` under the shared weights, batch
     statistics as in the search: a continuous score, where one batch's accuracy moves in
     steps of 1/64."""
-    total, seen = 0.0, 0
-    with torch.inference_mode(), batch_statistics(enas.supernet):
-        for images, labels in batches:
-            logits = enas.supernet(images.contiguous(memory_format=enas.memory_format), genotype)
-            total += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            seen += labels.numel()
-    return -total / seen
+    [outcomes] = enas.batch_outcomes([genotype], [batches])
+    return -sum(loss for _, _, loss in outcomes) / sum(seen for _, seen, _ in outcomes)
 
 
 def loss_in_turn(enas: EnasEvaluator, genotype: Genotype, index: int) -> float:

@@ -127,6 +127,13 @@ class EvaluatorConfig(_Section):
         "op, and the ten-op supernet learns where one path a step stalls (docs/benchmarks.md)"
     )
     derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
+    derive_by: Literal["accuracy", "loss"] = Field(
+        "accuracy", description="enas: what derivation ranks its candidates by on the whole "
+        "validation split under the shared weights: the accuracy, or the cross-entropy (the "
+        "objective applied to exp(-loss), which is then the derived cells' reward); the loss "
+        "ranked 32 CIFAR cells closer to their standalone training on four supernets "
+        "(docs/benchmarks.md)"
+    )
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
     retrain_top: int = Field(
         0, ge=0, description="best derived cells also trained from scratch (standalone proxy "

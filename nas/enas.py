@@ -11,8 +11,9 @@ normalisation as ENAS scores, but nothing learnt from validation data); its rewa
 search objective (`nas.objective`) of that accuracy and the path's parameters (and
 multiply-adds and latency when targeted: both measured on the path's standalone network, once
 per genotype; the latencies are kept in the checkpoint, so a resumed search sees the same).
-At the end `derive` asks for candidates, scores each on the whole validation split, tells the
-strategy their rewards and returns the best, each with its latency (`nas.latency`: a batch-1
+At the end `derive` asks for candidates, scores each on the whole validation split (by the
+accuracy, or by the cross-entropy with `evaluator.derive_by: loss`), tells the strategy their
+rewards and returns the best, each with its latency (`nas.latency`: a batch-1
 forward pass and a training step at the search's batch) and the agreement of the one-batch
 scores with the whole split's (`nas.ranking`). The strategy is reached only through its
 ask/tell interface.
@@ -170,15 +171,16 @@ class EnasEvaluator(Evaluator):
 
     def score_on_whole_split(self, genotype: Genotype) -> float:
         """Accuracy of `genotype` on the whole validation split; its time is kept."""
-        return accuracy_of(self.whole_split_counts(genotype))
+        return accuracy_of(self.whole_split_outcome(genotype)[0])
 
-    def whole_split_counts(self, genotype: Genotype) -> list[tuple[int, int]]:
-        """(correct, seen) of `genotype` per batch of the whole validation split; its time is
-        kept."""
+    def whole_split_outcome(self, genotype: Genotype) -> tuple[list[tuple[int, int]], float]:
+        """(correct, seen) of `genotype` per batch of the whole validation split, and its mean
+        cross-entropy there, from the same passes; their time is kept."""
         started = time.perf_counter()
-        [counts] = self.batch_counts([genotype], [self.whole_split()])
+        [outcomes] = self.batch_outcomes([genotype], [self.whole_split()])
         self.derive_seconds = time.perf_counter() - started
-        return counts
+        loss = sum(loss for _, _, loss in outcomes) / sum(seen for _, seen, _ in outcomes)
+        return [(correct, seen) for correct, seen, _ in outcomes], loss
 
     def whole_split(self) -> list[Batch]:
         """The validation split in the search's batches: batch norm normalises with the same
@@ -232,23 +234,28 @@ class EnasEvaluator(Evaluator):
         asked = strategy.ask(self.options.derive_samples)
         candidates = list(dict.fromkeys(asked))
         scores: list[float] = []
+        losses: list[float] = []
         one_batch: list[float] = []  # what each would have scored as the search's next candidate
         for index, genotype in enumerate(candidates):
             if scores and not self.derive_time_left():
                 logger.info("derivation stopped by the time budget after %d of %d candidates",
                             len(scores), len(candidates))
                 break
-            counts = self.whole_split_counts(genotype)
+            counts, loss = self.whole_split_outcome(genotype)
             scores.append(accuracy_of(counts))
+            losses.append(loss)
             correct, seen = counts[(self.valid_cursor + index) % len(counts)]
             one_batch.append(correct / seen)
         candidates = candidates[:len(scores)]
         ranking = agreement(one_batch, scores, stream_seed(self.config.seed, "ranking"))
         objective = self.config.objective
-        rewards = [objective.reward(accuracy, *self.complexity(genotype),
+        fits = (scores if self.options.derive_by == "accuracy"
+                else [math.exp(-loss) for loss in losses])
+        rewards = [objective.reward(fit, *self.complexity(genotype),
                                     self.targeted_latency_ms(genotype))
-                   for accuracy, genotype in zip(scores, candidates, strict=True)]
-        ranked = sorted(zip(rewards, scores, candidates, strict=True), key=lambda row: -row[0])
+                   for fit, genotype in zip(fits, candidates, strict=True)]
+        ranked = sorted(zip(rewards, scores, losses, candidates, strict=True),
+                        key=lambda row: -row[0])
         reward_of = dict(zip(candidates, rewards, strict=True))
         told = [genotype for genotype in asked if genotype in reward_of]
         if told:
@@ -257,7 +264,7 @@ class EnasEvaluator(Evaluator):
             strategy.abandon(unscored)
         info = self.data.info
         derived = []
-        for reward, accuracy, genotype in ranked[: self.options.derive_top]:
+        for reward, accuracy, loss, genotype in ranked[: self.options.derive_top]:
             network = extract_network(self.supernet, genotype)
             latency = self.latency(genotype, train_step=True)
             derived.append((genotype, Evaluation(
@@ -266,7 +273,8 @@ class EnasEvaluator(Evaluator):
                 flops=count_flops(network, (info.in_channels, info.input_size, info.input_size)),
                 latency_ms=latency.forward_ms,
                 metrics={"supernet_epochs": self.epochs_done, "scored_on": info.valid_size,
-                         "derived_from": len(candidates), "ranking": ranking.model_dump(),
+                         "derived_from": len(candidates), "whole_split_loss": loss,
+                         "ranking": ranking.model_dump(),
                          **latency.as_metrics()},
             )))
         return [(genotype, self.retrained(genotype, evaluation) if rank < self.options.retrain_top
@@ -394,16 +402,27 @@ class EnasEvaluator(Evaluator):
         """(correct, seen) per batch of each genotype's own list of batches. Batch norm
         normalises each batch with its own statistics, so a batch's count is the same alone as
         within a list."""
-        counts = []
+        return [[(correct, seen) for correct, seen, _ in own]
+                for own in self.batch_outcomes(genotypes, batches, losses=False)]
+
+    def batch_outcomes(self, genotypes: Sequence[Genotype], batches: Sequence[Sequence[Batch]],
+                       *, losses: bool = True) -> list[list[tuple[int, int, float]]]:
+        """(correct, seen, summed cross-entropy) per batch of each genotype's own list of
+        batches, under the shared weights with each batch's own statistics (the loss 0.0
+        without `losses`)."""
+        outcomes = []
         with torch.inference_mode(), batch_statistics(self.supernet):
             for genotype, own_batches in zip(genotypes, batches, strict=True):
                 own = []
                 for images, labels in own_batches:
                     images = images.contiguous(memory_format=self.memory_format)
-                    correct = (self.supernet(images, genotype).argmax(1) == labels).sum().item()
-                    own.append((int(correct), labels.numel()))
-                counts.append(own)
-        return counts
+                    logits = self.supernet(images, genotype)
+                    correct = (logits.argmax(1) == labels).sum().item()
+                    loss = (F.cross_entropy(logits.float(), labels, reduction="sum").item()
+                            if losses else 0.0)
+                    own.append((int(correct), labels.numel(), loss))
+                outcomes.append(own)
+        return outcomes
 
     def complexity(self, genotype: Genotype) -> tuple[int, int | None]:
         """Parameters and multiply-adds of `genotype`'s standalone network. Multiply-adds are

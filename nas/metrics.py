@@ -53,6 +53,9 @@ class Metrics(BaseModel):
     """ENAS, derived cells: candidates derivation scored."""
     retrained: Retrained | None = None
     """ENAS, derived cells: the outcome of training it from scratch."""
+    whole_split_loss: float | None = None
+    """ENAS, derived cells: mean cross-entropy on the whole validation split under the shared
+    weights (`evaluator.derive_by: loss` ranks derivation by it)."""
     ranking: Agreement | None = None
     """ENAS, derived cells: Kendall's tau between the one-batch accuracy (the search's
     scoring) and the whole-split accuracy of derivation's candidates (`nas.ranking`)."""

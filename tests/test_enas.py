@@ -1,6 +1,7 @@
 """The ENAS evaluator in the search loop: shared-weight scoring, derivation, exact resume."""
 
 import io
+import math
 from collections import Counter
 
 import pytest
@@ -167,6 +168,30 @@ def test_a_strict_params_target_moves_the_search_towards_smaller_cells(store):
 
     assert mean_params("strict", "derived") < 0.8 * mean_params("plain", "derived")
     assert mean_params("strict", "candidate", skip=24) < mean_params("plain", "candidate", 24)
+
+
+def test_derivation_ranks_by_the_whole_split_loss_when_asked(store):
+    """`derive_by: loss` ranks derivation's candidates by their cross-entropy on the whole
+    validation split (reward exp(-loss)); the default ranks them by accuracy. Both keep the
+    accuracy and the loss of each derived cell."""
+    searches = {}
+    for derive_by in ("accuracy", "loss"):
+        evaluator = {"name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
+                     "derive_samples": 6, "derive_top": 6, "derive_by": derive_by}
+        searches[derive_by] = run_search(store, create_search(
+            store, _config(evaluator=evaluator)).id).id
+    derived = {name: store.architectures(search, role="derived")
+               for name, search in searches.items()}
+    # the same search up to derivation: the same candidates, each with the same scores
+    scores = {name: sorted((row.genotype_id, row.accuracy, row.metrics.whole_split_loss)
+                           for row in rows) for name, rows in derived.items()}
+    assert scores["accuracy"] == scores["loss"]
+    assert len(scores["loss"]) >= 3 and all(loss > 0 for _, _, loss in scores["loss"])
+    assert all(row.reward == pytest.approx(row.accuracy) for row in derived["accuracy"])
+    assert all(row.reward == pytest.approx(math.exp(-row.metrics.whole_split_loss))
+               for row in derived["loss"])
+    best = store.ranked_architectures(searches["loss"])[0]
+    assert best.metrics.whole_split_loss == min(loss for _, _, loss in scores["loss"])
 
 
 def test_a_multiply_adds_target_is_counted_on_every_candidate(store):

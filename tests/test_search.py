@@ -35,6 +35,7 @@ def _sequence(store, search_id):
         ({"budget": {"architectures": None}}, "give a budget"),
         ({"dataset": {"name": "mnist"}}, "unknown dataset 'mnist'"),
         ({"evaluator": {"name": "enas2"}}, "evaluator.name"),
+        ({"evaluator": {"derive_by": "perplexity"}}, "evaluator.derive_by"),
         ({"space": {"ops": ["sep_conv_9x9"]}}, "unknown op"),
         ({"colour": "blue"}, "colour"),
     ],
