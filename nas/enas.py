@@ -249,8 +249,8 @@ class EnasEvaluator(Evaluator):
         candidates = candidates[:len(scores)]
         ranking = agreement(one_batch, scores, stream_seed(self.config.seed, "ranking"))
         objective = self.config.objective
-        fits = (scores if self.options.derive_by == "accuracy"
-                else [math.exp(-loss) for loss in losses])
+        fits = (scores if self.options.derive_by == "accuracy"  # a non-finite loss: 0
+                else [math.exp(-loss) if math.isfinite(loss) else 0.0 for loss in losses])
         rewards = [objective.reward(fit, *self.complexity(genotype),
                                     self.targeted_latency_ms(genotype))
                    for fit, genotype in zip(fits, candidates, strict=True)]

@@ -194,6 +194,33 @@ def test_derivation_ranks_by_the_whole_split_loss_when_asked(store):
     assert best.metrics.whole_split_loss == min(loss for _, _, loss in scores["loss"])
 
 
+def test_derivation_by_loss_ranks_a_non_finite_loss_last(store):
+    """A candidate whose whole-split loss is not finite (NaN weights in one of its ops) is
+    rewarded 0 under `derive_by: loss`: derivation goes on and ranks it below the others."""
+    config = _config(evaluator={"name": "enas", "batch_size": 32, "steps_per_epoch": 2,
+                                "warmup_epochs": 0, "derive_samples": 12, "derive_top": 12,
+                                "derive_by": "loss"})
+
+    class Poisoned(EnasEvaluator):
+        def derive(self, strategy):
+            with torch.no_grad():
+                for name, parameter in self.supernet.named_parameters():
+                    if name.startswith("cells.0.candidates.0.0.sep_conv_3x3."):
+                        parameter.fill_(float("nan"))
+            return super().derive(strategy)
+
+    record = run_search(store, create_search(store, config).id,
+                        evaluator=Poisoned(config, open_dataset(config)))
+    assert record.status is SearchStatus.FINISHED
+    derived = store.architectures(record.id, role="derived")
+    finite = [row for row in derived if row.metrics.whole_split_loss is not None
+              and math.isfinite(row.metrics.whole_split_loss)]
+    poisoned = [row for row in derived if row not in finite]
+    assert finite and poisoned
+    assert all(row.reward == 0 for row in poisoned) and all(row.reward > 0 for row in finite)
+    assert store.ranked_architectures(record.id)[0] in finite
+
+
 def test_a_multiply_adds_target_is_counted_on_every_candidate(store):
     record = run_search(store, create_search(store, _config(
         objective={"multiply_adds_target": 10_000, "multiply_adds_weight": -0.5},
