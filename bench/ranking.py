@@ -61,7 +61,7 @@ from _common import (
 from nas.config import EvaluatorConfig, SearchConfig, parse_config
 from nas.enas import EnasEvaluator, accuracy_of
 from nas.evaluators import standalone_train_config
-from nas.ranking import BOOTSTRAP_RESAMPLES, agreement, kendall
+from nas.ranking import BOOTSTRAP_RESAMPLES, CONFIDENCE, agreement, kendall
 from nas.search import open_dataset
 from nas.seeding import stream_seed
 from nas.train import train_model
@@ -306,8 +306,8 @@ LOSS_PAIRS = {
 
 def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequence[float]
                 ) -> dict:
-    """How much higher `second`'s tau against `reference` is than `first`'s, with a 95%
-    interval and the share of positive gains over the same bootstrap resamples of the
+    """How much higher `second`'s tau against `reference` is than `first`'s, with its
+    `CONFIDENCE` interval and the share of positive gains over the same bootstrap resamples of the
     candidates (paired: both scorings rank the same resampled cells)."""
     a, b, ref = (np.asarray(values, dtype=float) for values in (first, second, reference))
     rng = np.random.default_rng(0)
@@ -317,7 +317,8 @@ def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequ
         tau_a, tau_b = kendall(a[picked], ref[picked]), kendall(b[picked], ref[picked])
         if tau_a is not None and tau_b is not None:
             gains.append(tau_b - tau_a)
-    low, high = np.percentile(gains, [2.5, 97.5])
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(gains, [tail, 100 - tail])
     return {"gain": kendall(b, ref) - kendall(a, ref), "low": float(low), "high": float(high),
             "positive": float(np.mean(np.asarray(gains) > 0))}
 
@@ -376,6 +377,8 @@ def main() -> None:
         config = bench_config(args.supernet_epochs, args.standalone_epochs,
                               args.fixed_topology_epochs, args.path_sampling)
         kept = scores_file(args.cache, args.supernet_epochs, config.evaluator)
+        if not kept.exists():
+            sys.exit(f"--render: no {kept}; run --parts score with these options first")
         write_section(SECTION + variant_title(args), render(json.loads(kept.read_text()), args))
         return
     parts = set(args.parts.split(","))
