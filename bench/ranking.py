@@ -1,8 +1,9 @@
-"""Ranking fidelity on the CIFAR subset: do shared-weight scores rank candidates as training
-each one from scratch does, and what does each way of scoring cost?
+"""Ranking fidelity on the CIFAR subset (or digits): do shared-weight scores rank candidates
+as training each one from scratch does, and what does each way of scoring cost?
 
 1. supernet: the peers' configuration (ENAS's five ops, 5 blocks, width 16, 8 cells, batch
-   64), trained `--supernet-epochs` epochs on uniformly sampled paths (or fair ones) by the real
+   64; on digits, `--dataset digits`, the network of a default ENAS search: width 16, 5
+   cells), trained `--supernet-epochs` epochs on uniformly sampled paths (or fair ones) by the real
    `EnasEvaluator` (as a search's warm-up trains it, cosine-annealed over those epochs);
 2. standalone accuracy: `--candidates` uniformly sampled genotypes, each trained from scratch
    with one stated proxy recipe: its network in the layout a search exports, freshly
@@ -18,7 +19,8 @@ each one from scratch does, and what does each way of scoring cost?
 Both trained parts are kept under `--cache` (the supernet once, each standalone accuracy in a
 file of its own), so a run can stop and resume, and shards can train candidates side by side:
 
-    .venv/bin/python bench/ranking.py [--candidates 32] [--supernet-epochs 10]
+    .venv/bin/python bench/ranking.py [--dataset cifar|digits] [--candidates 32]
+        [--supernet-epochs 10]
         [--standalone-epochs 2] [--fixed-topology-epochs 0] [--path-sampling uniform|fair]
         [--threads 2]
         [--parts supernet,standalone,score] [--shard 0/1] [--standalone-seconds S]
@@ -26,7 +28,8 @@ file of its own), so a run can stop and resume, and shards can train candidates 
 
 Prints one JSON object and, once every candidate has its standalone accuracy, keeps it in
 `--cache` (scores-*.json, named as the supernet) and rewrites the "Ranking fidelity on the
-CIFAR subset" section of docs/benchmarks.md (`--render`: only that, from the kept file).
+CIFAR subset" (or "on digits") section of docs/benchmarks.md (`--render`: only that, from the
+kept file).
 """
 
 from __future__ import annotations
@@ -68,15 +71,23 @@ from nas.train import train_model
 from searchspace.genotype import Genotype
 
 PARTS = ("supernet", "standalone", "score")
-SECTION = "Ranking fidelity on the CIFAR subset (bench/ranking.py)"
+SECTIONS = {"cifar": "Ranking fidelity on the CIFAR subset (bench/ranking.py)",
+            "digits": "Ranking fidelity on digits (bench/ranking.py)"}
+# the proxy network each dataset's candidates are built as: the peers' CIFAR configuration, and
+# on digits a default ENAS search's (nas.config's ENAS_DEFAULTS on NetworkConfig's one cell)
+NETWORKS = {"cifar": {"cells": 2, "channels": 16}, "digits": {"cells": 1, "channels": 16}}
+DATASETS = {"cifar": PEERS_CIFAR, "digits": {"name": "digits"}}
+# the standalone proxy recipe's epochs: 2 on the CIFAR subset, the standalone evaluator's
+# default on digits
+DEFAULT_STANDALONE_EPOCHS = {"cifar": 2, "digits": 3}
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def bench_config(supernet_epochs: int, standalone_epochs: int, fixed_topology_epochs: int,
-                 path_sampling: str = "uniform") -> SearchConfig:
+                 path_sampling: str = "uniform", dataset: str = "cifar") -> SearchConfig:
     return parse_config({
-        "name": "bench-ranking", "seed": 0, "dataset": PEERS_CIFAR,
-        "network": {"cells": 2, "channels": 16},
+        "name": "bench-ranking", "seed": 0, "dataset": DATASETS[dataset],
+        "network": NETWORKS[dataset],
         "evaluator": {"name": "enas", "warmup_epochs": supernet_epochs - 1,
                       "epochs": standalone_epochs,
                       "fixed_topology_epochs": fixed_topology_epochs,
@@ -350,9 +361,13 @@ def seed_agreement(done: Sequence[dict], repeated: Sequence[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=list(DATASETS), default="cifar",
+                        help="the peers' CIFAR subset, or the bundled digits")
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--supernet-epochs", type=int, default=10)
-    parser.add_argument("--standalone-epochs", type=int, default=2)
+    parser.add_argument("--standalone-epochs", type=int, default=None,
+                        help="the standalone proxy recipe's epochs (default: 2 on the CIFAR "
+                        "subset, the standalone evaluator's 3 on digits)")
     parser.add_argument("--fixed-topology-epochs", type=int, default=0,
                         help="the supernet's topology warm-up (evaluator.fixed_topology_epochs)")
     parser.add_argument("--path-sampling", choices=["uniform", "fair"], default="uniform",
@@ -366,31 +381,39 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=0,
                         help="train the first N candidates again with seed 1: how far the "
                         "standalone accuracies agree with themselves")
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "results" / "ranking",
+    parser.add_argument("--cache", type=Path, default=None,
                         help="kept between runs; the standalone results are committed, the "
-                        "supernet's weights (*.pt) are not")
+                        "supernet's weights (*.pt) are not (default: bench/results/ranking, "
+                        "and its digits/ for digits)")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite the docs section from the run's kept scores file")
     args = parser.parse_args()
+    digits = args.dataset == "digits"
+    if args.standalone_epochs is None:
+        args.standalone_epochs = DEFAULT_STANDALONE_EPOCHS[args.dataset]
+    if args.cache is None:
+        args.cache = ROOT / "bench" / "results" / "ranking" / ("digits" if digits else "")
+    config = bench_config(args.supernet_epochs, args.standalone_epochs,
+                          args.fixed_topology_epochs, args.path_sampling, args.dataset)
+    section = SECTIONS[args.dataset] + variant_title(args)
+    other_reference = (args.standalone_epochs
+                       if args.standalone_epochs != DEFAULT_STANDALONE_EPOCHS[args.dataset]
+                       else None)
     if args.render:
-        config = bench_config(args.supernet_epochs, args.standalone_epochs,
-                              args.fixed_topology_epochs, args.path_sampling)
-        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator)
+        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference)
         if not kept.exists():
             sys.exit(f"--render: no {kept}; run --parts score with these options first")
-        write_section(SECTION + variant_title(args), render(json.loads(kept.read_text()), args))
+        write_section(section, render(json.loads(kept.read_text()), args))
         return
     parts = set(args.parts.split(","))
     if parts - set(PARTS):
         sys.exit(f"--parts: a subset of {','.join(PARTS)}")
     shard, shards = args.shard
-    if not CIFAR.exists():
+    if not digits and not CIFAR.exists():
         sys.exit(f"bench/ranking.py needs {CIFAR} (the peers' data)")
     set_threads(args.threads)
     before = load_average()
-    config = bench_config(args.supernet_epochs, args.standalone_epochs,
-                          args.fixed_topology_epochs, args.path_sampling)
     data = open_dataset(config)
     genotypes = candidates(config, args.candidates)
     if "supernet" in parts or "score" in parts:
@@ -417,6 +440,7 @@ def main() -> None:
     done = [json.loads(path.read_text()) for path in files if path.exists()]
     result = {"machine": machine_info(), "command": command_line(), "date": today(),
               "load_average_before": before, "candidates": len(genotypes),
+              "train_size": data.info.train_size, "valid_size": data.info.valid_size,
               "standalone_done": len(done), "standalone": done, "repeated": repeated}
     if "score" in parts and len(done) == len(genotypes):
         # the cost ratio's baseline, timed here at the scoring's threads: the candidate of
@@ -433,22 +457,28 @@ def main() -> None:
             "seed_agreement": seed_agreement(done, repeated),
             "load_average_after": load_average(),
         }
-        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator)
+        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference)
         kept.write_text(json.dumps(result, indent=1) + "\n")
         if not args.no_docs:
-            write_section(SECTION + variant_title(args), render(result, args))
+            write_section(section, render(result, args))
     print(json.dumps(result, indent=2))
 
 
-def scores_file(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> Path:
-    """Where a scoring run keeps its result (committed, unlike the supernet it scored with)."""
+def scores_file(cache: Path, epochs: int, evaluator: EvaluatorConfig,
+                standalone_epochs: int | None = None) -> Path:
+    """Where a scoring run keeps its result (committed, unlike the supernet it scored with);
+    `standalone_epochs`: a reference trained otherwise than the dataset's default recipe."""
     path = supernet_path(cache, epochs, evaluator)
-    return path.with_name(path.stem.replace("supernet", "scores", 1) + ".json")
+    reference = f"-standalone-{standalone_epochs}" if standalone_epochs else ""
+    return path.with_name(path.stem.replace("supernet", "scores", 1) + reference + ".json")
 
 
 def variant_title(args: argparse.Namespace) -> str:
-    """What a section's title adds for a supernet trained otherwise than the default."""
+    """What a section's title adds for a supernet trained otherwise than the default, or a
+    standalone reference of other than the dataset's default epochs."""
     title = ""
+    if args.standalone_epochs != DEFAULT_STANDALONE_EPOCHS[args.dataset]:
+        title += f", standalone reference of {args.standalone_epochs} epochs"
     if args.supernet_epochs != 10:
         title += f", a supernet of {args.supernet_epochs} epochs"
     if args.fixed_topology_epochs:
@@ -466,8 +496,11 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"Run on {result['date']} with `{result['command']}` on {cpu_text(result['machine'])}, "
         f"{result['machine']['threads']} "
         f"torch thread(s), load average before {result['load_average_before']}, after "
-        f"{result['load_average_after']}. Supernet: the peers' CIFAR configuration (ENAS's "
-        f"five ops, width 16, 8 cells, batch 64), {supernet['epochs']} epochs on "
+        f"{result['load_average_after']}. Supernet: "
+        + ("the network of a default ENAS search on digits (ENAS's five ops, width 16, 5 cells, "
+           if args.dataset == "digits" else
+           "the peers' CIFAR configuration (ENAS's five ops, width 16, 8 cells, ")
+        + f"batch 64), {supernet['epochs']} epochs on "
         + ("fair paths (each minibatch trains one path per op, together using every op of "
            "every block once, and steps on their mean loss; " if args.path_sampling == "fair"
            else "uniformly sampled paths (")
@@ -476,8 +509,10 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"{supernet['losses'][-1]:.2f}). Standalone: {len(done)} uniformly sampled cells, each "
         f"trained from scratch in the layout a search exports, seed 0"
         + (" (and again with seed 1)" if len(names) > 1 else "") + ", "
-        f"{args.standalone_epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip) "
-        f"on the same 4,085 training images, accuracy on the same 1,000 held-out images: "
+        f"{args.standalone_epochs} epochs of SGD (batch 64, lr 0.05, cosine, "
+        + ("random translation" if args.dataset == "digits" else "crop and flip") + ") "
+        f"on the same {result.get('train_size', 4085):,} training images, accuracy on the same "
+        f"{result.get('valid_size', 1000):,} held-out images: "
         f"{min(accuracies):.3f} to {max(accuracies):.3f} (median "
         f"{statistics.median(accuracies):.3f}). The cost ratio's standalone time: the candidate of "
         f"median size trained again with that recipe in this process, "
