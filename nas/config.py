@@ -131,8 +131,8 @@ class EvaluatorConfig(_Section):
         "accuracy", description="enas: what derivation ranks its candidates by on the whole "
         "validation split under the shared weights: the accuracy, or the cross-entropy (the "
         "objective applied to exp(-loss), which is then the derived cells' reward); the loss "
-        "ranked 32 CIFAR cells closer to their standalone training on four supernets "
-        "(docs/benchmarks.md)"
+        "ranked 32 CIFAR cells closer to their standalone training on four supernets, 64 "
+        "digits cells no closer (docs/benchmarks.md)"
     )
     derive_top: int = Field(3, ge=1, description="best of those kept as 'derived'")
     retrain_top: int = Field(
