@@ -334,6 +334,84 @@ def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequ
             "positive": float(np.mean(np.asarray(gains) > 0))}
 
 
+CURVE_DRAWS = 200
+"""Random draws of the scored batches per point of the batch curve."""
+GAIN_RESAMPLES, GAIN_DRAWS = 400, 50
+"""The one-batch loss-over-accuracy gain: bootstrap resamples of the candidates, and batch
+draws per resample."""
+
+
+def split_outcomes(enas: EnasEvaluator, genotypes: Sequence[Genotype]) -> list:
+    """(correct, seen, summed cross-entropy) of every candidate on every validation batch."""
+    return enas.batch_outcomes(genotypes, [enas.valid_batches] * len(genotypes))
+
+
+def batch_curve(outcomes: Sequence, reference: Sequence[float], seconds_per_batch: float,
+                standalone_seconds: float) -> list[dict]:
+    """How tau against `reference` grows with the validation batches each candidate is scored
+    on: for k = 1, 2, 4, ... batches, the mean tau (and the 2.5th and 97.5th percentiles) over
+    `CURVE_DRAWS` draws of k distinct batches, each candidate its own (as a search scores the
+    next batches in turn) or the same for every candidate; by accuracy and by minus the mean
+    cross-entropy. `outcomes` (`split_outcomes`) come from one pass over the split, so each
+    draw only re-adds them."""
+    outcomes = np.asarray(outcomes, dtype=float)  # (candidates, batches, [correct, seen, loss])
+    candidates, batches = outcomes.shape[:2]
+    rng = np.random.default_rng(0)
+    ks = sorted({k for k in (1, 2, 4, 8) if k < batches} | {batches})
+    rows = []
+    for k in ks:
+        row = {"batches": k, "seconds": k * seconds_per_batch,
+               "cost_ratio": standalone_seconds / (k * seconds_per_batch)}
+        for draw_kind in ("own", "shared"):
+            taus: dict[str, list[float]] = {"accuracy": [], "loss": []}
+            for _ in range(CURVE_DRAWS if k < batches else 1):
+                if draw_kind == "shared":
+                    picked = np.tile(rng.choice(batches, k, replace=False), (candidates, 1))
+                else:
+                    picked = np.stack([rng.choice(batches, k, replace=False)
+                                       for _ in range(candidates)])
+                summed = np.take_along_axis(outcomes, picked[:, :, None], axis=1).sum(axis=1)
+                for kind, scores in (("accuracy", summed[:, 0] / summed[:, 1]),
+                                     ("loss", -summed[:, 2] / summed[:, 1])):
+                    tau = kendall(scores, reference)
+                    if tau is not None:
+                        taus[kind].append(tau)
+            for kind, values in taus.items():
+                low, high = np.percentile(values, [2.5, 97.5])
+                row[f"{draw_kind}_{kind}"] = {"mean": float(np.mean(values)),
+                                              "low": float(low), "high": float(high)}
+        rows.append(row)
+    return rows
+
+
+def one_batch_gain(outcomes: Sequence, reference: Sequence[float]) -> dict:
+    """The loss's expected one-batch tau minus the accuracy's, each candidate scored on a batch
+    of its own drawn at random (as a search scores it): over the candidates as measured, and
+    its 95% interval and share of positive gains over `GAIN_RESAMPLES` bootstrap resamples of
+    the candidates (both scorings averaged over the same `GAIN_DRAWS` batch draws)."""
+    outcomes = np.asarray(outcomes, dtype=float)
+    ref = np.asarray(reference, dtype=float)
+    candidates, batches = outcomes.shape[:2]
+    rng = np.random.default_rng(0)
+
+    def gain(rows: np.ndarray) -> float | None:
+        gains = []
+        for _ in range(GAIN_DRAWS):
+            picked = outcomes[rows, rng.integers(0, batches, len(rows))]
+            tau_accuracy = kendall(picked[:, 0] / picked[:, 1], ref[rows])
+            tau_loss = kendall(-picked[:, 2] / picked[:, 1], ref[rows])
+            if tau_accuracy is not None and tau_loss is not None:
+                gains.append(tau_loss - tau_accuracy)
+        return float(np.mean(gains)) if gains else None
+
+    measured = gain(np.arange(candidates))
+    resampled = [g for g in (gain(rng.integers(0, candidates, candidates))
+                             for _ in range(GAIN_RESAMPLES)) if g is not None]
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return {"gain": measured, "low": float(low), "high": float(high),
+            "positive": float(np.mean(np.asarray(resampled) > 0))}
+
+
 def standalone_rank(scores: Sequence[float], reference: Sequence[float]) -> int:
     """The standalone rank (1: the most accurate) of the candidate that `scores` puts first."""
     first = max(range(len(scores)), key=scores.__getitem__)
@@ -449,12 +527,15 @@ def main() -> None:
         timed = time.perf_counter()
         train_standalone(enas, config, data, by_size[len(by_size) // 2], Path(tempfile.mkdtemp()))
         standalone_seconds = time.perf_counter() - timed
+        reference = references(done, repeated)
+        protocols = score(enas, genotypes, reference, standalone_seconds)
         result |= {
             "supernet": supernet_facts(args.cache, args.supernet_epochs, config.evaluator),
             "standalone_seconds": standalone_seconds,
-            "protocols": score(enas, genotypes, references(done, repeated),
-                               standalone_seconds),
+            "protocols": protocols,
+            "split_outcomes": split_outcomes(enas, genotypes),
             "seed_agreement": seed_agreement(done, repeated),
+            "seconds_per_batch": protocols[0]["seconds"],
             "load_average_after": load_average(),
         }
         kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference)
@@ -549,6 +630,9 @@ def render(result: dict, args: argparse.Namespace) -> str:
                   "whole split puts first, as derivation picks it, ranks among the "
                   f"{len(reference)} by standalone accuracy ({names[-1]}): "
                   + "; ".join(firsts) + "."]
+    if "split_outcomes" in result:
+        reference = references(done, result["repeated"])[names[-1]]
+        lines += ["", render_curve(result, reference, names[-1])]
     if result["repeated"]:
         which = "all" if len(result["repeated"]) == len(done) else "the first"
         lines += ["", f"The standalone accuracies themselves: {which} {len(result['repeated'])} "
@@ -556,6 +640,37 @@ def render(result: dict, args: argparse.Namespace) -> str:
                   f"with seed 0 at Kendall's tau {tau_text(result['seed_agreement'])}: how far "
                   "one seed's ranking can be trusted."]
     return "\n".join(lines)
+
+
+def render_curve(result: dict, reference: Sequence[float], name: str) -> str:
+    """The batch curve as a paragraph and a table, and the one-batch gain of the loss."""
+    def cell(value: dict) -> str:
+        return f"{value['mean']:.2f} ({value['low']:.2f} to {value['high']:.2f})"
+
+    curve = batch_curve(result["split_outcomes"], reference, result["seconds_per_batch"],
+                        result["standalone_seconds"])
+    gain = one_batch_gain(result["split_outcomes"], reference)
+    return "\n".join([
+        f"Tau against {name} by the number of validation batches (of 64) each candidate "
+        f"is scored on: the mean over {CURVE_DRAWS} random draws of the batches (2.5th to "
+        "97.5th percentile over the draws: what the choice of batches alone moves), each "
+        "candidate its own batches (as the search scores the next batch in turn) or the same "
+        "batches for all; by the accuracy and by the loss. Seconds and cost ratio: k times the "
+        "search's one-batch scoring.",
+        "",
+        markdown_table(["batches", "own: accuracy", "own: loss", "shared: accuracy",
+                        "shared: loss", "s / candidate", "cost ratio"], [
+            [str(row["batches"]), cell(row["own_accuracy"]), cell(row["own_loss"]),
+             cell(row["shared_accuracy"]), cell(row["shared_loss"]), f"{row['seconds']:.3f}",
+             f"{row['cost_ratio']:.0f}x"]
+            for row in curve
+        ], align="rrrrrrr"),
+        "",
+        f"The loss against the accuracy on one batch of each candidate's own (the search's "
+        f"scoring), in expectation over the batch drawn: {gain['gain']:+.2f} (95% interval over "
+        f"{GAIN_RESAMPLES} bootstrap resamples of the cells {gain['low']:+.2f} to "
+        f"{gain['high']:+.2f}, positive in {gain['positive']:.0%}).",
+    ])
 
 
 if __name__ == "__main__":

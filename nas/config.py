@@ -126,6 +126,12 @@ class EvaluatorConfig(_Section):
         "block once, one step on their mean loss (FairNAS); a step costs one pass per "
         "op, and the ten-op supernet learns where one path a step stalls (docs/benchmarks.md)"
     )
+    score_by: Literal["accuracy", "loss"] = Field(
+        "accuracy", description="enas: what the search's scoring of each candidate on its "
+        "validation batch rewards: the accuracy, or the cross-entropy (the objective applied to "
+        "exp(-loss); `metrics.batch_loss` keeps it beside the accuracy); by the loss, one batch "
+        "ranked CIFAR cells closer to their standalone training (docs/benchmarks.md)"
+    )
     derive_samples: int = Field(32, ge=1, description="candidates sampled at the end")
     derive_by: Literal["accuracy", "loss"] = Field(
         "accuracy", description="enas: what derivation ranks its candidates by on the whole "

@@ -5,10 +5,11 @@ The search loop drives it like any evaluator. First the shared weights warm up f
 step, they train for one epoch on the train split, a fresh architecture per minibatch (asked
 of the strategy or uniform, as `evaluator.training_paths` says); Adam, cosine-annealed over
 the planned epochs. Each candidate the strategy asks for is then scored on the next validation
-minibatch: accuracy under the shared weights, without gradients, with batch norm using the
+minibatch: accuracy under the shared weights (or, with `evaluator.score_by: loss`, exp of minus
+the mean cross-entropy), without gradients, with batch norm using the
 scoring batch's statistics and leaving the running statistics alone (training-mode
 normalisation as ENAS scores, but nothing learnt from validation data); its reward is the
-search objective (`nas.objective`) of that accuracy and the path's parameters (and
+search objective (`nas.objective`) of that score and the path's parameters (and
 multiply-adds and latency when targeted: both measured on the path's standalone network, once
 per genotype; the latencies are kept in the checkpoint, so a resumed search sees the same).
 At the end `derive` asks for candidates, scores each on the whole validation split (by the
@@ -81,6 +82,13 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 def accuracy_of(counts: Sequence[tuple[int, int]]) -> float:
     """The accuracy of (correct, seen) counts taken together."""
     return sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
+
+
+def loss_fit(mean_loss: float) -> float:
+    """What the objective is applied to when candidates are scored by their cross-entropy:
+    exp(-loss), in (0, 1] like an accuracy (the geometric mean of the probability given to the
+    right class); 0 for a non-finite loss, so that the candidate ranks last."""
+    return math.exp(-mean_loss) if math.isfinite(mean_loss) else 0.0
 
 
 def planned_supernet_epochs(config: SearchConfig) -> int | None:
@@ -171,16 +179,15 @@ class EnasEvaluator(Evaluator):
 
     def score_on_whole_split(self, genotype: Genotype) -> float:
         """Accuracy of `genotype` on the whole validation split; its time is kept."""
-        return accuracy_of(self.whole_split_outcome(genotype)[0])
+        return accuracy_of([(c, seen) for c, seen, _ in self.whole_split_outcome(genotype)])
 
-    def whole_split_outcome(self, genotype: Genotype) -> tuple[list[tuple[int, int]], float]:
-        """(correct, seen) of `genotype` per batch of the whole validation split, and its mean
-        cross-entropy there, from the same passes; their time is kept."""
+    def whole_split_outcome(self, genotype: Genotype) -> list[tuple[int, int, float]]:
+        """(correct, seen, summed cross-entropy) of `genotype` per batch of the whole validation
+        split; their time is kept."""
         started = time.perf_counter()
         [outcomes] = self.batch_outcomes([genotype], [self.whole_split()])
         self.derive_seconds = time.perf_counter() - started
-        loss = sum(loss for _, _, loss in outcomes) / sum(seen for _, seen, _ in outcomes)
-        return [(correct, seen) for correct, seen, _ in outcomes], loss
+        return outcomes
 
     def whole_split(self) -> list[Batch]:
         """The validation split in the search's batches: batch norm normalises with the same
@@ -209,16 +216,22 @@ class EnasEvaluator(Evaluator):
         for _ in genotypes:
             batches.append(self.valid_batches[self.valid_cursor % len(self.valid_batches)])
             self.valid_cursor += 1
-        scores = self.accuracies(genotypes, [[batch] for batch in batches])
+        by_loss = self.options.score_by == "loss"
+        outcomes = self.batch_outcomes(genotypes, [[batch] for batch in batches], losses=by_loss)
         evaluations = []
-        for genotype, accuracy, (_, labels) in zip(genotypes, scores, batches, strict=True):
+        for genotype, [(correct, seen, loss)] in zip(genotypes, outcomes, strict=True):
             params, multiply_adds = self.complexity(genotype)
             latency_ms = self.targeted_latency_ms(genotype)
+            accuracy = correct / seen
+            metrics: dict[str, Any] = {"supernet_epochs": self.epochs_done, "scored_on": seen}
+            if by_loss:
+                metrics["batch_loss"] = loss / seen
             evaluations.append(Evaluation(
                 state=ArchitectureState.COMPLETE, reward=self.config.objective.reward(
-                    accuracy, params, multiply_adds, latency_ms),
+                    loss_fit(loss / seen) if by_loss else accuracy,
+                    params, multiply_adds, latency_ms),
                 accuracy=accuracy, params=params, flops=multiply_adds, latency_ms=latency_ms,
-                metrics={"supernet_epochs": self.epochs_done, "scored_on": len(labels)},
+                metrics=metrics,
             ))
         return evaluations
 
@@ -230,27 +243,29 @@ class EnasEvaluator(Evaluator):
         while the next one fits before it (at least one); the others are abandoned. Each
         derived cell carries `metrics.ranking`: how far the candidates' one-batch accuracies
         (the batch each would have been scored on next, read from the same pass) rank them as
-        the whole split does."""
+        the whole split does (each as its option says: `score_by`, `derive_by`)."""
         asked = strategy.ask(self.options.derive_samples)
         candidates = list(dict.fromkeys(asked))
         scores: list[float] = []
         losses: list[float] = []
         one_batch: list[float] = []  # what each would have scored as the search's next candidate
+        batch_by_loss = self.options.score_by == "loss"
         for index, genotype in enumerate(candidates):
             if scores and not self.derive_time_left():
                 logger.info("derivation stopped by the time budget after %d of %d candidates",
                             len(scores), len(candidates))
                 break
-            counts, loss = self.whole_split_outcome(genotype)
-            scores.append(accuracy_of(counts))
-            losses.append(loss)
-            correct, seen = counts[(self.valid_cursor + index) % len(counts)]
-            one_batch.append(correct / seen)
+            outcomes = self.whole_split_outcome(genotype)
+            scores.append(accuracy_of([(c, seen) for c, seen, _ in outcomes]))
+            losses.append(sum(loss for _, _, loss in outcomes)
+                          / sum(seen for _, seen, _ in outcomes))
+            correct, seen, loss = outcomes[(self.valid_cursor + index) % len(outcomes)]
+            one_batch.append(loss_fit(loss / seen) if batch_by_loss else correct / seen)
         candidates = candidates[:len(scores)]
-        ranking = agreement(one_batch, scores, stream_seed(self.config.seed, "ranking"))
         objective = self.config.objective
-        fits = (scores if self.options.derive_by == "accuracy"  # a non-finite loss: 0
-                else [math.exp(-loss) if math.isfinite(loss) else 0.0 for loss in losses])
+        fits = (scores if self.options.derive_by == "accuracy"
+                else [loss_fit(loss) for loss in losses])
+        ranking = agreement(one_batch, fits, stream_seed(self.config.seed, "ranking"))
         rewards = [objective.reward(fit, *self.complexity(genotype),
                                     self.targeted_latency_ms(genotype))
                    for fit, genotype in zip(fits, candidates, strict=True)]

@@ -53,12 +53,16 @@ class Metrics(BaseModel):
     """ENAS, derived cells: candidates derivation scored."""
     retrained: Retrained | None = None
     """ENAS, derived cells: the outcome of training it from scratch."""
+    batch_loss: float | None = None
+    """ENAS, candidates scored with `evaluator.score_by: loss`: mean cross-entropy on the
+    scoring batch under the shared weights (the reward is the objective of exp(-batch_loss))."""
     whole_split_loss: float | None = None
     """ENAS, derived cells: mean cross-entropy on the whole validation split under the shared
     weights (`evaluator.derive_by: loss` ranks derivation by it)."""
     ranking: Agreement | None = None
-    """ENAS, derived cells: Kendall's tau between the one-batch accuracy (the search's
-    scoring) and the whole-split accuracy of derivation's candidates (`nas.ranking`)."""
+    """ENAS, derived cells: Kendall's tau between derivation's candidates' one-batch scores
+    (the search's scoring: `evaluator.score_by`) and their whole-split scores (derivation's:
+    `evaluator.derive_by`) (`nas.ranking`)."""
     worker: dict[str, Any] | None = None
     """Ray: where it trained (node, pid, device, threads)."""
     worker_failures: int | None = None

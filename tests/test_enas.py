@@ -221,6 +221,62 @@ def test_derivation_by_loss_ranks_a_non_finite_loss_last(store):
     assert store.ranked_architectures(record.id)[0] in finite
 
 
+def test_the_search_scores_candidates_by_their_batch_loss_when_asked(store):
+    """`score_by: loss` rewards each candidate with exp(-loss) of its scoring batch and keeps the
+    loss beside the accuracy; the candidates (random search) and their accuracies are the same
+    as under the default, whose reward is the accuracy. The ranking metric compares the
+    one-batch losses with derivation's scores."""
+    searches = {}
+    for score_by in ("accuracy", "loss"):
+        evaluator = {"name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
+                     "derive_samples": 6, "derive_top": 2, "score_by": score_by}
+        searches[score_by] = run_search(store, create_search(store, _config(
+            evaluator=evaluator, strategy={"name": "random"})).id).id
+    candidates = {name: store.architectures(search, role="candidate", order="step")
+                  for name, search in searches.items()}
+    assert ([(row.genotype_id, row.accuracy) for row in candidates["accuracy"]]
+            == [(row.genotype_id, row.accuracy) for row in candidates["loss"]])
+    assert all(row.reward == pytest.approx(row.accuracy) and row.metrics.batch_loss is None
+               for row in candidates["accuracy"])
+    assert len(candidates["loss"]) == 16
+    assert all(row.metrics.batch_loss > 0
+               and row.reward == pytest.approx(math.exp(-row.metrics.batch_loss))
+               for row in candidates["loss"])
+    ranking = store.architectures(searches["loss"], role="derived")[0].metrics.ranking
+    assert ranking.candidates == 6
+
+
+def test_a_candidate_with_a_non_finite_batch_loss_is_rewarded_0(store):
+    """Under `score_by: loss` a candidate whose scoring batch's loss is NaN (NaN weights in one
+    of its ops while candidates are scored) gets reward 0, and the search goes on to the end."""
+    config = _config(evaluator={"name": "enas", "batch_size": 32, "steps_per_epoch": 2,
+                                "warmup_epochs": 0, "derive_samples": 6, "derive_top": 2,
+                                "score_by": "loss"}, strategy={"name": "random"})
+
+    class Poisoned(EnasEvaluator):
+        def evaluate(self, genotypes):  # the supernet trains on clean weights in between
+            poisoned = [parameter for name, parameter in self.supernet.named_parameters()
+                        if name.startswith("cells.0.candidates.0.0.sep_conv_3x3.")]
+            kept = [parameter.detach().clone() for parameter in poisoned]
+            with torch.no_grad():
+                for parameter in poisoned:
+                    parameter.fill_(float("nan"))
+            try:
+                return super().evaluate(genotypes)
+            finally:
+                with torch.no_grad():
+                    for parameter, value in zip(poisoned, kept, strict=True):
+                        parameter.copy_(value)
+
+    record = run_search(store, create_search(store, config).id,
+                        evaluator=Poisoned(config, open_dataset(config)))
+    assert record.status is SearchStatus.FINISHED
+    candidates = store.architectures(record.id, role="candidate")
+    poisoned = [row for row in candidates if not math.isfinite(row.metrics.batch_loss)]
+    assert poisoned and all(row.reward == 0 for row in poisoned)
+    assert any(row.reward > 0 for row in candidates)
+
+
 def test_a_multiply_adds_target_is_counted_on_every_candidate(store):
     record = run_search(store, create_search(store, _config(
         objective={"multiply_adds_target": 10_000, "multiply_adds_weight": -0.5},

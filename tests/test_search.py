@@ -36,6 +36,7 @@ def _sequence(store, search_id):
         ({"dataset": {"name": "mnist"}}, "unknown dataset 'mnist'"),
         ({"evaluator": {"name": "enas2"}}, "evaluator.name"),
         ({"evaluator": {"derive_by": "perplexity"}}, "evaluator.derive_by"),
+        ({"evaluator": {"score_by": "f1"}}, "evaluator.score_by"),
         ({"space": {"ops": ["sep_conv_9x9"]}}, "unknown op"),
         ({"colour": "blue"}, "colour"),
     ],
