@@ -315,6 +315,12 @@ LOSS_PAIRS = {
 }
 
 
+def interval_percentiles() -> list[float]:
+    """The percentiles that bound a `CONFIDENCE` interval (2.5 and 97.5 for 95%)."""
+    tail = (1 - CONFIDENCE) / 2 * 100
+    return [tail, 100 - tail]
+
+
 def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequence[float]
                 ) -> dict:
     """How much higher `second`'s tau against `reference` is than `first`'s, with its
@@ -328,8 +334,7 @@ def paired_gain(first: Sequence[float], second: Sequence[float], reference: Sequ
         tau_a, tau_b = kendall(a[picked], ref[picked]), kendall(b[picked], ref[picked])
         if tau_a is not None and tau_b is not None:
             gains.append(tau_b - tau_a)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(gains, [tail, 100 - tail])
+    low, high = np.percentile(gains, interval_percentiles())
     return {"gain": kendall(b, ref) - kendall(a, ref), "low": float(low), "high": float(high),
             "positive": float(np.mean(np.asarray(gains) > 0))}
 
@@ -377,7 +382,7 @@ def batch_curve(outcomes: Sequence, reference: Sequence[float], seconds_per_batc
                     if tau is not None:
                         taus[kind].append(tau)
             for kind, values in taus.items():
-                low, high = np.percentile(values, [2.5, 97.5])
+                low, high = np.percentile(values, interval_percentiles())
                 row[f"{draw_kind}_{kind}"] = {"mean": float(np.mean(values)),
                                               "low": float(low), "high": float(high)}
         rows.append(row)
@@ -407,7 +412,7 @@ def one_batch_gain(outcomes: Sequence, reference: Sequence[float]) -> dict:
     measured = gain(np.arange(candidates))
     resampled = [g for g in (gain(rng.integers(0, candidates, candidates))
                              for _ in range(GAIN_RESAMPLES)) if g is not None]
-    low, high = np.percentile(resampled, [2.5, 97.5])
+    low, high = np.percentile(resampled, interval_percentiles())
     return {"gain": measured, "low": float(low), "high": float(high),
             "positive": float(np.mean(np.asarray(resampled) > 0))}
 

@@ -241,7 +241,7 @@ class EnasEvaluator(Evaluator):
         multiply-adds and the standalone network); the best `retrain_top` of those are also
         trained from scratch as standalone candidates. Under a deadline, candidates are scored
         while the next one fits before it (at least one); the others are abandoned. Each
-        derived cell carries `metrics.ranking`: how far the candidates' one-batch accuracies
+        derived cell carries `metrics.ranking`: how far the candidates' one-batch scores
         (the batch each would have been scored on next, read from the same pass) rank them as
         the whole split does (each as its option says: `score_by`, `derive_by`)."""
         asked = strategy.ask(self.options.derive_samples)
