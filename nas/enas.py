@@ -5,9 +5,10 @@ The search loop drives it like any evaluator. First the shared weights warm up f
 step, they train for one epoch on the train split, a fresh architecture per minibatch (asked
 of the strategy or uniform, as `evaluator.training_paths` says); Adam, cosine-annealed over
 the planned epochs. Each candidate the strategy asks for is then scored on the next validation
-minibatch: accuracy under the shared weights (or, with `evaluator.score_by: loss`, exp of minus
-the mean cross-entropy), without gradients, with batch norm using the
-scoring batch's statistics and leaving the running statistics alone (training-mode
+minibatch (or `evaluator.score_batches` of them; with `score_on: shared`, the same ones for every
+candidate of a supernet epoch): accuracy under the shared weights (or, with
+`evaluator.score_by: loss`, exp of minus the mean cross-entropy), without gradients, with batch
+norm using each scoring batch's statistics and leaving the running statistics alone (training-mode
 normalisation as ENAS scores, but nothing learnt from validation data); its reward is the
 search objective (`nas.objective`) of that score and the path's parameters (and
 multiply-adds and latency when targeted: both measured on the path's standalone network, once
@@ -137,7 +138,9 @@ class EnasEvaluator(Evaluator):
         self.uniform = random.Random(f"enas-uniform-{config.seed}")
         self.fixed_topology = self.supernet.space.sample(
             random.Random(f"enas-topology-{config.seed}"))
-        self.valid_batches = list(data.valid_loader(self.options.batch_size))
+        # in the supernet's memory format once, not again for every candidate scored
+        self.valid_batches = [(images.contiguous(memory_format=self.memory_format), labels)
+                              for images, labels in data.valid_loader(self.options.batch_size)]
         self.deadline: float | None = None
         self.derive_seconds: float | None = None  # measured: one candidate on the whole split
         self.latency_seconds: float | None = None  # measured: one derived cell's latencies
@@ -211,15 +214,30 @@ class EnasEvaluator(Evaluator):
             if self.training_time_left():
                 self.train_epoch(strategy)
 
+    def scoring_batches(self, candidates: int) -> list[list[int]]:
+        """The validation batches (indices) the next `candidates` candidates of the search are
+        scored on, as `score_batches` and `score_on` say: each its own next ones of the split in
+        turn, or the same ones for every candidate of a supernet epoch (shifting by epoch, so a
+        resumed search picks the same ones)."""
+        total = len(self.valid_batches)
+        count = min(self.options.score_batches, total)
+        if self.options.score_on == "shared":
+            first = self.epochs_done * count
+            return [[(first + offset) % total for offset in range(count)]] * candidates
+        return [[(self.valid_cursor + index * count + offset) % total for offset in range(count)]
+                for index in range(candidates)]
+
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
-        batches = []
-        for _ in genotypes:
-            batches.append(self.valid_batches[self.valid_cursor % len(self.valid_batches)])
-            self.valid_cursor += 1
+        indices = self.scoring_batches(len(genotypes))
+        if self.options.score_on == "own":
+            self.valid_cursor += sum(len(own) for own in indices)
         by_loss = self.options.score_by == "loss"
-        outcomes = self.batch_outcomes(genotypes, [[batch] for batch in batches], losses=by_loss)
+        outcomes = self.batch_outcomes(
+            genotypes, [[self.valid_batches[index] for index in own] for own in indices],
+            losses=by_loss)
         evaluations = []
-        for genotype, [(correct, seen, loss)] in zip(genotypes, outcomes, strict=True):
+        for genotype, own in zip(genotypes, outcomes, strict=True):
+            correct, seen, loss = (sum(column) for column in zip(*own, strict=True))
             params, multiply_adds = self.complexity(genotype)
             latency_ms = self.targeted_latency_ms(genotype)
             accuracy = correct / seen
@@ -242,7 +260,7 @@ class EnasEvaluator(Evaluator):
         trained from scratch as standalone candidates. Under a deadline, candidates are scored
         while the next one fits before it (at least one); the others are abandoned. Each
         derived cell carries `metrics.ranking`: how far the candidates' one-batch scores
-        (the batch each would have been scored on next, read from the same pass) rank them as
+        (the batches each would have been scored on next, read from the same pass) rank them as
         the whole split does (each as its option says: `score_by`, `derive_by`)."""
         asked = strategy.ask(self.options.derive_samples)
         candidates = list(dict.fromkeys(asked))
@@ -250,6 +268,7 @@ class EnasEvaluator(Evaluator):
         losses: list[float] = []
         one_batch: list[float] = []  # what each would have scored as the search's next candidate
         batch_by_loss = self.options.score_by == "loss"
+        next_batches = self.scoring_batches(len(candidates))
         for index, genotype in enumerate(candidates):
             if scores and not self.derive_time_left():
                 logger.info("derivation stopped by the time budget after %d of %d candidates",
@@ -259,7 +278,8 @@ class EnasEvaluator(Evaluator):
             scores.append(accuracy_of([(c, seen) for c, seen, _ in outcomes]))
             losses.append(sum(loss for _, _, loss in outcomes)
                           / sum(seen for _, seen, _ in outcomes))
-            correct, seen, loss = outcomes[(self.valid_cursor + index) % len(outcomes)]
+            correct, seen, loss = (sum(outcomes[batch][column] for batch in next_batches[index])
+                                   for column in range(3))
             one_batch.append(loss_fit(loss / seen) if batch_by_loss else correct / seen)
         candidates = candidates[:len(scores)]
         objective = self.config.objective

@@ -52,13 +52,19 @@ def test_enas_search_records_candidates_and_derived_cells(store):
     assert store.latest_checkpoint(record.id) is not None
 
 
-def test_enas_resume_after_a_crash_continues_exactly(store):
-    config = _config()
+@pytest.mark.parametrize("scoring", [
+    {}, {"score_on": "shared", "score_batches": 2, "score_by": "loss"}])
+def test_enas_resume_after_a_crash_continues_exactly(store, scoring):
+    config = _config(**({"dataset": {"name": "synthetic", "limit": 640}} if scoring else {}))
+    config = config.model_copy(update={"evaluator": config.evaluator.model_copy(update=scoring)})
     reference = run_search(store, create_search(store, config).id)
 
     class Crash(EnasEvaluator):
+        steps = 0
+
         def evaluate(self, genotypes):
-            if self.valid_cursor >= 10:  # during step 5, after the checkpoint at step 4
+            self.steps += 1
+            if self.steps > 5:  # during step 5, after the checkpoint at step 4
                 raise RuntimeError("killed")
             return super().evaluate(genotypes)
 
@@ -244,6 +250,51 @@ def test_the_search_scores_candidates_by_their_batch_loss_when_asked(store):
                for row in candidates["loss"])
     ranking = store.architectures(searches["loss"], role="derived")[0].metrics.ranking
     assert ranking.candidates == 6
+
+
+@pytest.mark.parametrize("score_on", ["own", "shared"])
+def test_the_search_scores_candidates_on_the_batches_its_options_name(store, score_on):
+    """`score_batches: 2`: each candidate is scored on two validation batches (its accuracy over
+    both); `score_on: shared`: every candidate of a supernet epoch on the same two, other ones
+    at the next epoch; `own`: each candidate on the next two of the split. The last epoch's
+    candidates, re-scored on those batches under the final weights, score what was stored."""
+    config = _config(strategy={"name": "random"}, dataset={"name": "synthetic", "limit": 640},
+                     evaluator={"name": "enas", "batch_size": 32, "steps_per_epoch": 2,
+                                "warmup_epochs": 0, "derive_samples": 4, "derive_top": 2,
+                                "score_batches": 2, "score_on": score_on})
+
+    class Watched(EnasEvaluator):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.scored: list[list[tuple[int, ...]]] = []  # per step, each candidate's batches
+
+        def evaluate(self, genotypes):
+            batches = self.scoring_batches(len(genotypes))
+            self.scored.append([tuple(own) for own in batches])
+            return super().evaluate(genotypes)
+
+    enas = Watched(config, open_dataset(config))
+    assert len(enas.valid_batches) == 4
+    record = run_search(store, create_search(store, config).id, evaluator=enas)
+    assert record.status is SearchStatus.FINISHED
+    candidates = store.architectures(record.id, role="candidate", order="step")
+    assert len(candidates) == 16 and {row.metrics.scored_on for row in candidates} == {64}
+    by_epoch: dict[int, set[tuple[int, ...]]] = {}
+    for row, own in zip(candidates, [own for step in enas.scored for own in step], strict=True):
+        assert len(set(own)) == 2
+        by_epoch.setdefault(row.metrics.supernet_epochs, set()).add(own)
+    if score_on == "shared":
+        assert all(len(batches) == 1 for batches in by_epoch.values())
+        assert len(set.union(*by_epoch.values())) > 1  # the batches move on with the epochs
+    else:  # a step's two candidates on the split's four batches
+        assert all(set(first).isdisjoint(second) for first, second in enas.scored)
+    last = max(by_epoch)
+    rows = [(row, own) for row, own in zip(candidates, [own for step in enas.scored
+                                                        for own in step], strict=True)
+            if row.metrics.supernet_epochs == last]
+    rescored = enas.accuracies([row.genotype for row, _ in rows],
+                               [[enas.valid_batches[index] for index in own] for _, own in rows])
+    assert rescored == [row.accuracy for row, _ in rows]
 
 
 def test_a_candidate_with_a_non_finite_batch_loss_is_rewarded_0(store):

@@ -37,6 +37,8 @@ def _sequence(store, search_id):
         ({"evaluator": {"name": "enas2"}}, "evaluator.name"),
         ({"evaluator": {"derive_by": "perplexity"}}, "evaluator.derive_by"),
         ({"evaluator": {"score_by": "f1"}}, "evaluator.score_by"),
+        ({"evaluator": {"score_on": "same"}}, "evaluator.score_on"),
+        ({"evaluator": {"score_batches": 0}}, "evaluator.score_batches"),
         ({"space": {"ops": ["sep_conv_9x9"]}}, "unknown op"),
         ({"colour": "blue"}, "colour"),
     ],
