@@ -16,7 +16,7 @@ per genotype; the latencies are kept in the checkpoint, so a resumed search sees
 At the end `derive` asks for candidates, scores each on the whole validation split (by the
 accuracy, or by the cross-entropy with `evaluator.derive_by: loss`), tells the strategy their
 rewards and returns the best, each with its latency (`nas.latency`: a batch-1
-forward pass and a training step at the search's batch) and the agreement of the one-batch
+forward pass and a training step at the search's batch) and the agreement of the search's
 scores with the whole split's (`nas.ranking`). The strategy is reached only through its
 ask/tell interface.
 """
@@ -259,7 +259,7 @@ class EnasEvaluator(Evaluator):
         multiply-adds and the standalone network); the best `retrain_top` of those are also
         trained from scratch as standalone candidates. Under a deadline, candidates are scored
         while the next one fits before it (at least one); the others are abandoned. Each
-        derived cell carries `metrics.ranking`: how far the candidates' one-batch scores
+        derived cell carries `metrics.ranking`: how far the candidates' search scores
         (the batches each would have been scored on next, read from the same pass) rank them as
         the whole split does (each as its option says: `score_by`, `derive_by`)."""
         asked = strategy.ask(self.options.derive_samples)

@@ -60,9 +60,9 @@ class Metrics(BaseModel):
     """ENAS, derived cells: mean cross-entropy on the whole validation split under the shared
     weights (`evaluator.derive_by: loss` ranks derivation by it)."""
     ranking: Agreement | None = None
-    """ENAS, derived cells: Kendall's tau between derivation's candidates' one-batch scores
-    (the search's scoring: `evaluator.score_by`) and their whole-split scores (derivation's:
-    `evaluator.derive_by`) (`nas.ranking`)."""
+    """ENAS, derived cells: Kendall's tau between derivation's candidates' scores as the search
+    gives them (`evaluator.score_by`, `score_on`, `score_batches`) and their whole-split scores
+    (derivation's: `evaluator.derive_by`) (`nas.ranking`)."""
     worker: dict[str, Any] | None = None
     """Ray: where it trained (node, pid, device, threads)."""
     worker_failures: int | None = None

@@ -1,11 +1,11 @@
 """How far a search's ranking can be trusted: Kendall's tau between two scorings of the same
 candidates, with a bootstrap confidence interval.
 
-ENAS scores each candidate of a search on one validation batch; derivation scores its
+ENAS scores each candidate of a search on a few validation batches; derivation scores its
 candidates on the whole validation split. `agreement` compares, over derivation's candidates,
-the one-batch accuracy each would have had under the search's protocol with its whole-split
-accuracy: a tau near 1 means the one-batch rewards the strategy learnt from rank candidates
-as the whole split does; near 0, that they are mostly noise.
+the score each would have had under the search's protocol with its whole-split score: a tau
+near 1 means the rewards the strategy learnt from rank candidates as the whole split does;
+near 0, that they are mostly noise.
 """
 
 from __future__ import annotations

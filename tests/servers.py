@@ -63,6 +63,26 @@ class Server:
 
 
 
+def stop_runs_of(home) -> None:
+    """Kill the `nas resume` runs launched with NAS_HOME `home` (each with its process group):
+    a server's runs outlive it by design, and a test's must not take the CPU from the tests
+    after it."""
+    wanted = f"NAS_HOME={home}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if wanted not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                if b"resume" not in cmdline.read().split(b"\0"):
+                    continue
+            os.killpg(int(entry.name), signal.SIGKILL)  # started in a session of its own
+        except (OSError, ProcessLookupError):
+            continue  # gone, or not ours to read
+
+
 def wait_for(client, search_id, statuses=("finished",), timeout=120):
     """The search (as `GET /api/v1/searches/{id}` answers) once its status is in `statuses`."""
     deadline = time.monotonic() + timeout

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from servers import stop_runs_of
 
 from nas.config import SearchConfig
 from nas.search import create_search
@@ -109,9 +110,12 @@ def client(tmp_path, database_url, monkeypatch):
     monkeypatch.setenv("NAS_THREADS", "1")
     settings = ServerSettings(api_token=TOKEN, database_url=database_url, runner="process",
                               home=tmp_path / "home", max_running_searches=1)
-    with TestClient(create_app(settings)) as test_client:
-        test_client.database_url = database_url
-        yield test_client
+    try:
+        with TestClient(create_app(settings)) as test_client:
+            test_client.database_url = database_url
+            yield test_client
+    finally:  # after the server: it launches no more
+        stop_runs_of(tmp_path / "home")
 
 
 def _search(client):

@@ -143,10 +143,10 @@ def test_search_and_show_report_the_best_parameters_multiply_adds_and_latency(en
             f"{best['flops']:,} mult-adds, {best['latency_ms']:.2f} ms)") in text
     assert (f"latency {best['latency_ms']:.2f} ms (batch 1), training step "
             f"{best['train_step_ms']:.1f} ms (batch 32) on cpu") in text
-    # two candidates cannot tell how far the one-batch ranking agrees with the whole split
+    # two candidates cannot tell how far the search's ranking agrees with the whole split
     assert summary["ranking"] == shown["ranking"]
     assert (shown["ranking"]["candidates"], shown["ranking"]["kendall_tau"]) == (2, None)
-    assert "one-batch vs whole-split agreement undefined (2 candidate(s)" in text
+    assert "agreement of the search's scores with the whole split undefined (2 candidate(s)" in text
 
 
 def test_show_tells_how_far_an_enas_searchs_one_batch_ranking_agrees_with_the_whole_split(
@@ -165,7 +165,7 @@ def test_show_tells_how_far_an_enas_searchs_one_batch_ranking_agrees_with_the_wh
     assert ranking["candidates"] == 8 and ranking["confidence"] == 0.95
     assert -1 <= ranking["low"] <= ranking["kendall_tau"] <= ranking["high"] <= 1
     text = " ".join(nas(env, "show", summary["search_id"]).stdout.split())
-    assert (f"ranking: one-batch scores agree with the whole split's over derivation's 8 "
+    assert (f"ranking: the search's scores agree with the whole split's over derivation's 8 "
             f"candidates with Kendall's tau {ranking['kendall_tau']:.2f} (95% bootstrap "
             f"interval {ranking['low']:.2f} to {ranking['high']:.2f})") in text
 

@@ -8,7 +8,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-from servers import wait_for
+from servers import stop_runs_of, wait_for
 
 from searchspace.drawing import cell_svg, genotype_svg
 from searchspace.genotype import Genotype
@@ -65,8 +65,11 @@ def client(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_THREADS", "1")
     settings = ServerSettings(api_token=TOKEN, runner="process", home=tmp_path / "home",
                               database_url=f"sqlite:///{tmp_path / 'nas.db'}")
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+    try:
+        with TestClient(create_app(settings)) as test_client:
+            yield test_client
+    finally:  # after the server: it launches no more
+        stop_runs_of(tmp_path / "home")
 
 
 def synthetic_yaml(name="dash", architectures=6):
@@ -193,7 +196,7 @@ def test_an_enas_search_page_tells_how_far_its_ranking_can_be_trusted(client):
     store.finish_architecture(derived, state="COMPLETE", reward=0.7, accuracy=0.7, params=900,
                               metrics={"derived_from": 32, "ranking": ranking})
     page = " ".join(client.get(f"/searches/{search.id}").text.split())
-    assert ("the one-batch scores rank derivation's 32 candidates as the full validation split "
+    assert ("the search's scores rank derivation's 32 candidates as the full validation split "
             'does with Kendall\'s tau <span class="num">0.61</span> (95% bootstrap interval '
             "0.41 to 0.78)") in page
     (other,) = store.add_architectures(search.id, 2, [GENOTYPE], "enas", role="derived")

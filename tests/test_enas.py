@@ -30,6 +30,12 @@ def _config(**overrides):
     return parse_config(data)
 
 
+def _fit(row):
+    """What the objective was applied to: exp(-loss) of a candidate's scoring batches (the
+    default `score_by`), or the whole-split accuracy of a derived cell (`derive_by`'s)."""
+    return row.accuracy if row.metrics.batch_loss is None else math.exp(-row.metrics.batch_loss)
+
+
 def test_enas_search_records_candidates_and_derived_cells(store):
     record = run_search(store, create_search(store, _config()).id)
     assert record.status is SearchStatus.FINISHED
@@ -124,6 +130,9 @@ def test_config_without_an_evaluator_is_an_enas_search_with_its_defaults():
     config = parse_config({})
     assert config.evaluator.name == "enas"
     assert tuple(config.space.ops) == ENAS_OPS and config.network.channels == 16
+    # candidates scored on 4 validation batches shared by a supernet epoch, by the loss
+    options = config.evaluator
+    assert (options.score_batches, options.score_on, options.score_by) == (4, "shared", "loss")
     assert config.budget.architectures == 400
     explicit = parse_config({"space": {"ops": ["identity", "conv_3x3"]}, "budget": {"seconds": 9}})
     assert explicit.space.ops == ["identity", "conv_3x3"] and explicit.space.blocks == 5
@@ -150,7 +159,7 @@ def test_retrained_derived_cell_keeps_weights_that_export_uses(store, tmp_path, 
 
 
 def test_a_strict_params_target_moves_the_search_towards_smaller_cells(store):
-    """reward = accuracy * (params / target) ** weight on candidates and derived cells alike;
+    """reward = fit * (params / target) ** weight on candidates and derived cells alike;
     under a strict target the controller samples smaller cells as it learns and the derived
     cells (ranked by that reward) are smaller than those of the same search without one."""
     evaluator = {"name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
@@ -163,7 +172,7 @@ def test_a_strict_params_target_moves_the_search_towards_smaller_cells(store):
         searches[name] = run_search(store, create_search(store, config).id).id
     for architecture in store.architectures(searches["strict"]):
         assert architecture.reward == pytest.approx(
-            architecture.accuracy * (architecture.params / 200) ** -1.0)
+            _fit(architecture) * (architecture.params / 200) ** -1.0)
     derived = store.architectures(searches["strict"], role="derived")
     assert [row.reward for row in derived] == sorted((row.reward for row in derived),
                                                       reverse=True)
@@ -335,7 +344,7 @@ def test_a_multiply_adds_target_is_counted_on_every_candidate(store):
     for architecture in store.architectures(record.id):
         assert architecture.flops > 0
         assert architecture.reward == pytest.approx(
-            architecture.accuracy * (architecture.flops / 10_000) ** -0.5)
+            _fit(architecture) * (architecture.flops / 10_000) ** -0.5)
 
 
 def test_a_tpe_enas_search_leaves_no_trial_running(store):

@@ -38,6 +38,6 @@ def test_enas_search_fits_its_time_budget_and_labels_its_rewards(tmp_path):
     events = _events(database)  # the search's own time: from its start to its last write
     used = (events["finished"] - events["started"]).total_seconds()
     assert used <= BUDGET_SECONDS + TOLERANCE_SECONDS, f"{used:.1f} s used"
-    # the progress bar shows one-batch rewards, the summary the derived cells' full-split one
-    assert "best one-batch reward" in result.stdout
+    # the progress bar shows candidates' rewards, the summary the derived cells' full-split one
+    assert "best candidate reward (scoring batches)" in result.stdout
     assert "best derived reward (full validation split)" in result.stdout

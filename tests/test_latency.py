@@ -1,5 +1,6 @@
 """Latency (nas.latency) measured for candidates, kept per genotype, used by the objective."""
 
+import math
 import random
 
 import pytest
@@ -90,7 +91,9 @@ def test_enas_measures_latency_only_when_targeted_and_always_for_derived_cells(s
     targeted = run_search(store, create_search(store, _enas_config(objective=TARGET)).id)
     for row in store.architectures(targeted.id):
         assert row.latency_ms > 0
-        assert row.reward == pytest.approx(row.accuracy * row.latency_ms ** -0.5)
+        fit = (row.accuracy if row.metrics.batch_loss is None  # derived: whole-split accuracy
+               else math.exp(-row.metrics.batch_loss))  # candidates: the default score_by
+        assert row.reward == pytest.approx(fit * row.latency_ms ** -0.5)
 
 
 def test_enas_latency_is_measured_once_per_genotype_and_kept_through_a_checkpoint(monkeypatch):

@@ -53,7 +53,8 @@ def test_derived_cells_carry_how_far_the_one_batch_ranking_agrees_with_the_whole
     config = parse_config({
         "seed": 4, "strategy": {"name": "random"},
         "evaluator": {"name": "enas", "batch_size": 32, "warmup_epochs": 1,
-                      "derive_samples": 8, "derive_top": 2},
+                      "derive_samples": 8, "derive_top": 2,
+                      "score_on": "own", "score_batches": 1, "score_by": "accuracy"},
         "dataset": {"name": "digits", "limit": 400}, "network": {"cells": 1, "channels": 8},
         "space": {"blocks": 2}, "budget": {"architectures": 4}, "samples_per_step": 2})
     enas = EnasEvaluator(config, open_dataset(config))

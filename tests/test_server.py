@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 from PIL import Image
-from servers import wait_for
+from servers import stop_runs_of, wait_for
 
 from nas.config import parse_config
 
@@ -35,8 +35,11 @@ def client(tmp_path, database_url, monkeypatch):
     monkeypatch.setenv("NAS_HEARTBEAT_STALE_SECONDS", "4")  # a dead run is found quickly
     settings = ServerSettings(api_token=TOKEN, database_url=database_url, runner="process",
                               home=tmp_path / "home", max_running_searches=1)
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+    try:
+        with TestClient(create_app(settings)) as test_client:
+            yield test_client
+    finally:  # after the server: it launches no more
+        stop_runs_of(tmp_path / "home")
 
 
 def launch(client, config):

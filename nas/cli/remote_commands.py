@@ -47,7 +47,7 @@ def summary(search: dict[str, Any], top: list | None = None) -> dict[str, Any]:
 
 
 def ranking_of(architecture: ArchitectureRecord) -> dict[str, Any] | None:
-    """ENAS: the agreement of the search's one-batch scores with the whole split's."""
+    """ENAS: the agreement of the search's scores with the whole split's."""
     ranking = Metrics.of(architecture.metrics).ranking
     return None if ranking is None else ranking.model_dump()
 

@@ -80,9 +80,9 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
 
 
 def candidate_reward_label(config: SearchConfig) -> str:
-    """What the progress bar's best reward is: ENAS scores candidates on one batch."""
+    """What the progress bar's best reward is: ENAS scores candidates on a few batches."""
     if config.evaluator.name == "enas":
-        return "best one-batch reward"
+        return "best candidate reward (scoring batches)"
     return "best reward"
 
 
@@ -92,7 +92,7 @@ def best_reward_label(store: Store, record: SearchRecord) -> str:
     if store.count_architectures(record.id, role=ArchitectureRole.DERIVED):
         return "best derived reward (full validation split)"
     if evaluator == "enas":
-        return "best one-batch reward"
+        return "best candidate reward (scoring batches)"
     if evaluator == "standalone":
         return "best reward (full validation split)"
     return "best reward"
@@ -414,13 +414,13 @@ def _best_text(summary: dict[str, Any]) -> str:
 
 
 def _ranking_text(ranking: dict[str, Any] | None) -> str:
-    """How far the search's one-batch ranking agrees with the whole split (ENAS), or nothing."""
+    """How far the search's ranking agrees with the whole split (ENAS), or nothing."""
     if ranking is None:
         return ""
     if ranking["kendall_tau"] is None:
-        return (f"ranking: one-batch vs whole-split agreement undefined "
+        return (f"ranking: agreement of the search's scores with the whole split undefined "
                 f"({ranking['candidates']} candidate(s) scored in derivation)")
-    return (f"ranking: one-batch scores agree with the whole split's over derivation's "
+    return (f"ranking: the search's scores agree with the whole split's over derivation's "
             f"{ranking['candidates']} candidates with Kendall's tau {ranking['kendall_tau']:.2f} "
             f"({ranking['confidence']:.0%} bootstrap interval {ranking['low']:.2f} to "
             f"{ranking['high']:.2f})")

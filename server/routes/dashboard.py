@@ -146,9 +146,9 @@ def _zoo_runs(store: Store, record: SearchRecord) -> list[ArchitectureRecord]:
 
 
 def reward_label(record: SearchRecord) -> str:
-    """What a candidate's reward is: ENAS scores candidates on one batch of shared weights."""
+    """What a candidate's reward is: ENAS scores candidates on a few batches of shared weights."""
     evaluator = (record.config.get("evaluator") or {}).get("name")
-    return "one-batch reward (shared weights)" if evaluator == "enas" else "reward"
+    return "reward on scoring batches (shared weights)" if evaluator == "enas" else "reward"
 
 
 @router.get("/", response_class=HTMLResponse)
