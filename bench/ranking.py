@@ -91,7 +91,9 @@ def bench_config(supernet_epochs: int, standalone_epochs: int, fixed_topology_ep
         "evaluator": {"name": "enas", "warmup_epochs": supernet_epochs - 1,
                       "epochs": standalone_epochs,
                       "fixed_topology_epochs": fixed_topology_epochs,
-                      "path_sampling": path_sampling},
+                      "path_sampling": path_sampling,
+                      # the "search" rows are ENAS's protocol (the default until 2026-12-06)
+                      "score_on": "own", "score_batches": 1, "score_by": "accuracy"},
         "strategy": {"name": "random"},
         # plans `supernet_epochs` epochs: the learning rate anneals over them
         "budget": {"architectures": 1},
