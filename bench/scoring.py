@@ -117,8 +117,9 @@ def run_protocol(name: str, options: dict, seed: int) -> dict:
     by_epoch: dict[int, list[float]] = {}
     for row in candidates:
         by_epoch.setdefault(row.metrics.supernet_epochs, []).append(row.accuracy)
-    trained = [train_standalone(enas, config, data, best.genotype, Path(tempfile.mkdtemp()), seed)
-               for seed in (0, 1)]
+    with tempfile.TemporaryDirectory() as folder:  # not bench/ranking.py's cache of random cells
+        trained = [train_standalone(enas, config, data, best.genotype, Path(folder), weights_seed)
+                   for weights_seed in (0, 1)]
     return {
         "protocol": name, "seed": seed, "options": options, "status": record.status.value,
         "search_seconds": round(search_seconds, 1), "candidates": len(candidates),
@@ -192,31 +193,37 @@ def summary(results: list[dict], cells: list[float]) -> str:
     return "\n".join(lines)
 
 
+def seeds_of(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, not {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
-    parser.add_argument("--seeds", default="0,1", help="the searches' seeds")
+    parser.add_argument("--seeds", type=seeds_of, default="0,1", help="the searches' seeds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--render", action="store_true", help="only rewrite the docs section")
     args = parser.parse_args()
     names = args.protocols.split(",")
-    seeds = [int(seed) for seed in args.seeds.split(",")]
     if unknown := set(names) - set(PROTOCOLS):
         sys.exit(f"--protocols: unknown {', '.join(sorted(unknown))}; "
                  f"choose from {','.join(PROTOCOLS)}")
-    if not CIFAR.exists():
-        sys.exit(f"bench/scoring.py needs {CIFAR} (the peers' data)")
-    set_threads(args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.render:
-        for seed in seeds:
+        if not CIFAR.exists():
+            sys.exit(f"bench/scoring.py needs {CIFAR} (the peers' data)")
+        set_threads(args.threads)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:
             for name in names:
                 path = result_file(name, seed)
                 if not path.exists():
                     path.write_text(json.dumps(run_protocol(name, PROTOCOLS[name][1], seed),
                                                indent=1) + "\n")
-    kept = [result_file(name, seed) for name in names for seed in seeds]
+    kept = [result_file(name, seed) for name in names for seed in args.seeds]
     results = [json.loads(path.read_text()) for path in kept if path.exists()]
     print(json.dumps(results, indent=2))
     if results and not args.no_docs:

@@ -85,6 +85,12 @@ def accuracy_of(counts: Sequence[tuple[int, int]]) -> float:
     return sum(correct for correct, _ in counts) / sum(seen for _, seen in counts)
 
 
+def totals(outcomes: Sequence[tuple[int, int, float]]) -> tuple[int, int, float]:
+    """(correct, seen, summed cross-entropy) over per-batch `outcomes` of the same kind."""
+    correct, seen, loss = (sum(column) for column in zip(*outcomes, strict=True))
+    return correct, seen, loss
+
+
 def loss_fit(mean_loss: float) -> float:
     """What the objective is applied to when candidates are scored by their cross-entropy:
     exp(-loss), in (0, 1] like an accuracy (the geometric mean of the probability given to the
@@ -182,7 +188,8 @@ class EnasEvaluator(Evaluator):
 
     def score_on_whole_split(self, genotype: Genotype) -> float:
         """Accuracy of `genotype` on the whole validation split; its time is kept."""
-        return accuracy_of([(c, seen) for c, seen, _ in self.whole_split_outcome(genotype)])
+        correct, seen, _ = totals(self.whole_split_outcome(genotype))
+        return correct / seen
 
     def whole_split_outcome(self, genotype: Genotype) -> list[tuple[int, int, float]]:
         """(correct, seen, summed cross-entropy) of `genotype` per batch of the whole validation
@@ -227,6 +234,11 @@ class EnasEvaluator(Evaluator):
         return [[(self.valid_cursor + index * count + offset) % total for offset in range(count)]
                 for index in range(candidates)]
 
+    def search_score(self, correct: int, seen: int, loss: float) -> float:
+        """What the search's scoring rewards (the objective is applied to it): exp(-mean loss)
+        with `score_by: loss`, else the accuracy."""
+        return loss_fit(loss / seen) if self.options.score_by == "loss" else correct / seen
+
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Evaluation]:
         indices = self.scoring_batches(len(genotypes))
         if self.options.score_on == "own":
@@ -237,7 +249,7 @@ class EnasEvaluator(Evaluator):
             losses=by_loss)
         evaluations = []
         for genotype, own in zip(genotypes, outcomes, strict=True):
-            correct, seen, loss = (sum(column) for column in zip(*own, strict=True))
+            correct, seen, loss = totals(own)
             params, multiply_adds = self.complexity(genotype)
             latency_ms = self.targeted_latency_ms(genotype)
             accuracy = correct / seen
@@ -246,8 +258,7 @@ class EnasEvaluator(Evaluator):
                 metrics["batch_loss"] = loss / seen
             evaluations.append(Evaluation(
                 state=ArchitectureState.COMPLETE, reward=self.config.objective.reward(
-                    loss_fit(loss / seen) if by_loss else accuracy,
-                    params, multiply_adds, latency_ms),
+                    self.search_score(correct, seen, loss), params, multiply_adds, latency_ms),
                 accuracy=accuracy, params=params, flops=multiply_adds, latency_ms=latency_ms,
                 metrics=metrics,
             ))
@@ -267,7 +278,6 @@ class EnasEvaluator(Evaluator):
         scores: list[float] = []
         losses: list[float] = []
         one_batch: list[float] = []  # what each would have scored as the search's next candidate
-        batch_by_loss = self.options.score_by == "loss"
         next_batches = self.scoring_batches(len(candidates))
         for index, genotype in enumerate(candidates):
             if scores and not self.derive_time_left():
@@ -275,12 +285,11 @@ class EnasEvaluator(Evaluator):
                             len(scores), len(candidates))
                 break
             outcomes = self.whole_split_outcome(genotype)
-            scores.append(accuracy_of([(c, seen) for c, seen, _ in outcomes]))
-            losses.append(sum(loss for _, _, loss in outcomes)
-                          / sum(seen for _, seen, _ in outcomes))
-            correct, seen, loss = (sum(outcomes[batch][column] for batch in next_batches[index])
-                                   for column in range(3))
-            one_batch.append(loss_fit(loss / seen) if batch_by_loss else correct / seen)
+            correct, seen, loss = totals(outcomes)
+            scores.append(correct / seen)
+            losses.append(loss / seen)
+            one_batch.append(self.search_score(
+                *totals([outcomes[batch] for batch in next_batches[index]])))
         candidates = candidates[:len(scores)]
         objective = self.config.objective
         fits = (scores if self.options.derive_by == "accuracy"

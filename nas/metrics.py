@@ -55,7 +55,7 @@ class Metrics(BaseModel):
     """ENAS, derived cells: the outcome of training it from scratch."""
     batch_loss: float | None = None
     """ENAS, candidates scored with `evaluator.score_by: loss`: mean cross-entropy on the
-    scoring batch under the shared weights (the reward is the objective of exp(-batch_loss))."""
+    scoring batches under the shared weights (the reward is the objective of exp(-batch_loss))."""
     whole_split_loss: float | None = None
     """ENAS, derived cells: mean cross-entropy on the whole validation split under the shared
     weights (`evaluator.derive_by: loss` ranks derivation by it)."""

@@ -79,7 +79,7 @@ def stop_runs_of(home) -> None:
                 if b"resume" not in cmdline.read().split(b"\0"):
                     continue
             os.killpg(int(entry.name), signal.SIGKILL)  # started in a session of its own
-        except (OSError, ProcessLookupError):
+        except OSError:  # ProcessLookupError among them
             continue  # gone, or not ours to read
 
 

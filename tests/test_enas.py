@@ -58,10 +58,11 @@ def test_enas_search_records_candidates_and_derived_cells(store):
     assert store.latest_checkpoint(record.id) is not None
 
 
-@pytest.mark.parametrize("scoring", [
-    {}, {"score_on": "shared", "score_batches": 2, "score_by": "loss"}])
+@pytest.mark.parametrize("scoring", [  # ENAS's own batches in turn, and shared ones by epoch
+    {"score_on": "own", "score_batches": 1, "score_by": "accuracy"},
+    {"score_on": "shared", "score_batches": 2, "score_by": "loss"}])
 def test_enas_resume_after_a_crash_continues_exactly(store, scoring):
-    config = _config(**({"dataset": {"name": "synthetic", "limit": 640}} if scoring else {}))
+    config = _config(dataset={"name": "synthetic", "limit": 640})  # 4 validation batches
     config = config.model_copy(update={"evaluator": config.evaluator.model_copy(update=scoring)})
     reference = run_search(store, create_search(store, config).id)
 
@@ -237,10 +238,10 @@ def test_derivation_by_loss_ranks_a_non_finite_loss_last(store):
 
 
 def test_the_search_scores_candidates_by_their_batch_loss_when_asked(store):
-    """`score_by: loss` rewards each candidate with exp(-loss) of its scoring batch and keeps the
-    loss beside the accuracy; the candidates (random search) and their accuracies are the same
-    as under the default, whose reward is the accuracy. The ranking metric compares the
-    one-batch losses with derivation's scores."""
+    """`score_by: loss` rewards each candidate with exp(-loss) of its scoring batches and keeps
+    the loss beside the accuracy; the candidates (random search) and their accuracies are the
+    same as under `score_by: accuracy`, whose reward is the accuracy. The ranking metric
+    compares the search's losses with derivation's scores."""
     searches = {}
     for score_by in ("accuracy", "loss"):
         evaluator = {"name": "enas", "batch_size": 32, "steps_per_epoch": 2, "warmup_epochs": 0,
