@@ -2,14 +2,16 @@
 beats random cells and the classic networks when all are trained with one recipe?
 
 1. the default-config ENAS search on the CIFAR-10 subset (`nas search` with only the dataset
-   named: its defaults for everything else), run once and kept in `--cache`;
+   named: its defaults for everything else), run once per set of defaults and kept in
+   `--cache` under a digest of them (a change of a default runs a new search);
 2. its best derived cell, `--random-cells` uniformly sampled cells of the same space, resnet20
    and mobilenet_v2, each trained from scratch with one recipe (the cells as 3 stages of
    `--cells` normal cells of width 16 in the layout `nas export` writes: close to ResNet-20's
    parameters) for `--epochs` epochs of SGD (batch 64, lr 0.05, cosine, crop and flip) with
    each of `--seeds` seeds, on the search's train split; accuracy on its held-out split.
 
-Each (network, seed) result is kept in a file of its own under `--cache`: the benchmark stops
+Each (network, seed) result is kept in a file of its own under `--cache` (a cell's file names
+its genotype, so a new searched cell is trained anew): the benchmark stops
 after `--budget-seconds` (between trainings) and resumes where it stopped, so its hours of CPU
 can be spent across several runs; `--device cuda` trains on a GPU where there is one.
 
@@ -24,6 +26,7 @@ vs classics" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import statistics
@@ -65,9 +68,20 @@ def default_search_config() -> SearchConfig:
                          "dataset": {"name": "cifar10", "path": str(CIFAR)}})
 
 
+def defaults_digest(config: SearchConfig) -> tuple[dict, str]:
+    """The search's settings less the dataset's location, and a digest of them: a search kept
+    in the cache stands for the default search only while its defaults are still the defaults."""
+    settings = config.model_dump(mode="json")
+    settings["dataset"].pop("path")
+    text = json.dumps(settings, sort_keys=True)
+    return settings, hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def searched_cell(config: SearchConfig, cache: Path) -> dict:
-    """The best derived cell of the default search (run once, kept in `cache`)."""
-    path = cache / "search.json"
+    """The best derived cell of the default search (run once per set of defaults, kept in
+    `cache`)."""
+    settings, digest = defaults_digest(config)
+    path = cache / f"search-{digest}.json"
     if path.exists():
         return json.loads(path.read_text())
     cache.mkdir(parents=True, exist_ok=True)
@@ -79,7 +93,8 @@ def searched_cell(config: SearchConfig, cache: Path) -> dict:
                  "seconds": round(time.perf_counter() - started, 1),
                  "candidates": store.count_architectures(record.id, role="candidate"),
                  "cpu": cpu_text(machine_info()),
-                 "genotype": best.genotype.to_dict(), "reward": best.reward}
+                 "genotype": best.genotype.to_dict(), "reward": best.reward,
+                 "date": today(), "settings": settings}
     path.write_text(json.dumps(found))
     return found
 
@@ -101,8 +116,12 @@ def build(contender: Genotype | str, cells: int, info) -> torch.nn.Module:
                        cells=cells, channels=16, reduce_inputs=True)
 
 
-def result_file(cache: Path, label: str, seed: int, epochs: int, cells: int) -> Path:
-    return cache / "runs" / f"{label.replace(' ', '-')}-seed{seed}-{epochs}ep-{cells}cells.json"
+def result_file(cache: Path, label: str, contender: Genotype | str, seed: int, epochs: int,
+                cells: int) -> Path:
+    name = label.replace(" ", "-")
+    if isinstance(contender, Genotype):
+        name += f"-{contender.id}"
+    return cache / "runs" / f"{name}-seed{seed}-{epochs}ep-{cells}cells.json"
 
 
 def train_one(label: str, contender: Genotype | str, seed: int, args, data) -> dict:
@@ -146,7 +165,7 @@ def main() -> None:
     runs = []
     for seed in range(args.seeds):  # every network's first seed before any second one
         for label, contender in contenders(config, searched, args.random_cells).items():
-            path = result_file(args.cache, label, seed, args.epochs, args.cells)
+            path = result_file(args.cache, label, contender, seed, args.epochs, args.cells)
             if not path.exists():
                 if (args.budget_seconds is not None
                         and time.perf_counter() - started > args.budget_seconds):
@@ -183,8 +202,9 @@ def render(result: dict, args: argparse.Namespace) -> str:
     return "\n".join([
         f"Run on {result['date']} with `{result['command']}` (its trainings may come from "
         "several runs: each is kept under --cache). The search: `nas search` on the CIFAR-10 "
-        f"subset with every default ({search['candidates']} candidates, {search['seconds']:.0f} "
-        f"s on {search.get('cpu', 'a CPU not recorded')}, status {search['status']}). Every "
+        f"subset with every default of {search['date']} ({defaults_text(search['settings'])}; "
+        f"{search['candidates']} candidates, {search['seconds']:.0f} s on {search['cpu']}, "
+        f"status {search['status']}). Every "
         "network trained from scratch with one recipe: "
         f"{args.epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip), seeds "
         f"0-{args.seeds - 1}; cells as 3 stages of {args.cells} normal cells of width 16 in the "
@@ -198,6 +218,14 @@ def render(result: dict, args: argparse.Namespace) -> str:
     ])
 
 
+def defaults_text(settings: dict) -> str:
+    """The defaults that shape what the search finds, as a reader knows them."""
+    evaluator, strategy = settings["evaluator"], settings["strategy"]
+    return (f"{strategy['name']} over {len(settings['space']['ops'])} ops, "
+            f"{evaluator['name']} scoring each candidate on {evaluator['score_batches']} "
+            f"{evaluator['score_on']} validation batches by {evaluator['score_by']}")
+
+
 def verdict(by_network: dict[str, list[dict]]) -> str:
     """The searched cell against the median random cell and each classic, from the rows."""
     def mean(network: str) -> float:
@@ -205,6 +233,15 @@ def verdict(by_network: dict[str, list[dict]]) -> str:
 
     def seconds(network: str) -> float:  # as the table's column: the median over seeds
         return statistics.median(row["seconds_per_epoch"] for row in by_network[network])
+
+    def cpus(network: str) -> set[str]:
+        return {row.get("cpu", "CPU not recorded") for row in by_network[network]}
+
+    def time_against(name: str) -> str:  # seconds compare only on one kind of CPU
+        if len(cpus("searched cell") | cpus(name)) > 1:
+            return "timed on another CPU than the searched cell"
+        return (f"the searched cell takes x{seconds('searched cell') / seconds(name):.2f} its "
+                "time per epoch")
 
     searched = mean("searched cell")
     randoms = [mean(name) for name in by_network if name.startswith("random cell")]
@@ -214,9 +251,8 @@ def verdict(by_network: dict[str, list[dict]]) -> str:
     widest = max(spread, key=spread.get)
     against = [f"the median random cell {statistics.median(randoms):.3f} "
                f"({searched - statistics.median(randoms):+.3f})"]
-    against += [f"{name} {mean(name):.3f} ({searched - mean(name):+.3f}; the searched cell "
-                f"takes x{seconds('searched cell') / seconds(name):.2f} its time "
-                "per epoch)" for name in CLASSICS if name in by_network]
+    against += [f"{name} {mean(name):.3f} ({searched - mean(name):+.3f}; "
+                + time_against(name) + ")" for name in CLASSICS if name in by_network]
     return (f"The searched cell's mean accuracy, {searched:.3f}, ranks "
             f"{ranked.index('searched cell') + 1} of {len(ranked)}. Against it: "
             + "; ".join(against) + ". Seeds move a network by up to "
