@@ -104,6 +104,14 @@ def tau_text(ranking: dict) -> str:
     return f"{ranking['kendall_tau']:.2f} ({ranking['low']:.2f} to {ranking['high']:.2f})"
 
 
+def protocol_text(options: dict) -> str:
+    """ENAS's scoring of a candidate as a reader knows it, from a dict with the evaluator's
+    `score_batches`, `score_on` and `score_by`: '4 shared validation batches, by loss'."""
+    count = options["score_batches"]
+    return (f"{count} {options['score_on']} validation batch{'es' if count > 1 else ''}, "
+            f"by {options['score_by']}")
+
+
 def today() -> str:
     return _dt.date.today().isoformat()
 

@@ -44,6 +44,7 @@ from _common import (
     load_average,
     machine_info,
     markdown_table,
+    protocol_text,
     set_threads,
     today,
     write_section,
@@ -222,8 +223,7 @@ def defaults_text(settings: dict) -> str:
     """The defaults that shape what the search finds, as a reader knows them."""
     evaluator, strategy = settings["evaluator"], settings["strategy"]
     return (f"{strategy['name']} over {len(settings['space']['ops'])} ops, "
-            f"{evaluator['name']} scoring each candidate on {evaluator['score_batches']} "
-            f"{evaluator['score_on']} validation batches by {evaluator['score_by']}")
+            f"{evaluator['name']} scoring each candidate on {protocol_text(evaluator)}")
 
 
 def verdict(by_network: dict[str, list[dict]]) -> str:

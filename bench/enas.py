@@ -45,6 +45,7 @@ from _common import (
     cpu_text,
     machine_info,
     markdown_table,
+    protocol_text,
     set_threads,
     tau_text,
     today,
@@ -158,13 +159,6 @@ def scoring_protocol(config: SearchConfig) -> dict:
     options = config.evaluator
     return {"score_batches": options.score_batches, "score_on": options.score_on,
             "score_by": options.score_by}
-
-
-def protocol_text(protocol: dict) -> str:
-    """'4 shared validation batches, by loss'."""
-    count = protocol["score_batches"]
-    return (f"{count} {protocol['score_on']} validation batch{'es' if count > 1 else ''}, "
-            f"by {protocol['score_by']}")
 
 
 def cost_per_candidate(config: SearchConfig, candidates: int) -> dict:

@@ -277,7 +277,7 @@ class EnasEvaluator(Evaluator):
         candidates = list(dict.fromkeys(asked))
         scores: list[float] = []
         losses: list[float] = []
-        one_batch: list[float] = []  # what each would have scored as the search's next candidate
+        searched: list[float] = []  # what each would have scored as the search's next candidate
         next_batches = self.scoring_batches(len(candidates))
         for index, genotype in enumerate(candidates):
             if scores and not self.derive_time_left():
@@ -288,13 +288,13 @@ class EnasEvaluator(Evaluator):
             correct, seen, loss = totals(outcomes)
             scores.append(correct / seen)
             losses.append(loss / seen)
-            one_batch.append(self.search_score(
+            searched.append(self.search_score(
                 *totals([outcomes[batch] for batch in next_batches[index]])))
         candidates = candidates[:len(scores)]
         objective = self.config.objective
         fits = (scores if self.options.derive_by == "accuracy"
                 else [loss_fit(loss) for loss in losses])
-        ranking = agreement(one_batch, fits, stream_seed(self.config.seed, "ranking"))
+        ranking = agreement(searched, fits, stream_seed(self.config.seed, "ranking"))
         rewards = [objective.reward(fit, *self.complexity(genotype),
                                     self.targeted_latency_ms(genotype))
                    for fit, genotype in zip(fits, candidates, strict=True)]
