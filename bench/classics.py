@@ -3,12 +3,17 @@ beats random cells and the classic networks when all are trained with one recipe
 
 1. the default-config ENAS search on the CIFAR-10 subset (`nas search` with only the dataset
    named: its defaults for everything else), run once per set of defaults and kept in
-   `--cache` under a digest of them (a change of a default runs a new search);
-2. its best derived cell, `--random-cells` uniformly sampled cells of the same space, resnet20
-   and mobilenet_v2, each trained from scratch with one recipe (the cells as 3 stages of
+   `--cache` under a digest of them (a change of a default runs a new search); and the same
+   search with a latency target (`objective.latency_target_ms`: ResNet-20's batch-1 forward
+   latency measured here first) for each `latency_weight` of `--latency-weights`, kept alike;
+2. their best derived cells, `--random-cells` uniformly sampled cells of the same space,
+   resnet20 and mobilenet_v2, each trained from scratch with one recipe (the cells as 3 stages of
    `--cells` normal cells of width 16 in the layout `nas export` writes: close to ResNet-20's
    parameters) for `--epochs` epochs of SGD (batch 64, lr 0.05, cosine, crop and flip) with
-   each of `--seeds` seeds, on the search's train split; accuracy on its held-out split.
+   each of `--seeds` seeds, on the search's train split; accuracy on its held-out split;
+3. the latency of each of those networks, measured in this process, the networks interleaved
+   over `--rounds` rounds (`nas.latency`: a batch-1 forward pass on one thread, a training step
+   at batch 64): one CPU, so their ratios hold where the trainings ran on different ones.
 
 Each (network, seed) result is kept in a file of its own under `--cache` (a cell's file names
 its genotype, so a new searched cell is trained anew): the benchmark stops
@@ -17,7 +22,7 @@ can be spent across several runs; `--device cuda` trains on a GPU where there is
 
     .venv/bin/python bench/classics.py [--epochs 30] [--seeds 2] [--random-cells 3]
         [--cells 2] [--threads 2] [--device cpu] [--budget-seconds S] [--cache DIR]
-        [--no-docs]
+        [--latency-weights -0.07 -0.5] [--rounds 3] [--no-docs]
 
 Prints one JSON object and, once every training has a result, rewrites the "Searched cell
 vs classics" section of docs/benchmarks.md.
@@ -51,6 +56,7 @@ from _common import (
 )
 
 from nas.config import SearchConfig, parse_config
+from nas.latency import measure_latency
 from nas.search import create_search, open_dataset, run_search
 from nas.store import Store
 from nas.train import TrainConfig, train_model
@@ -61,21 +67,48 @@ from searchspace.zoo import create_network
 
 SECTION = "Searched cell vs classics (bench/classics.py)"
 CLASSICS = ("resnet20", "mobilenet_v2")
+LATENCY_REFERENCE = "resnet20"  # whose forward latency the targeted search aims at
+SEARCHED, TARGETED = "searched cell", "searched cell, latency target"
 
 
-def default_search_config() -> SearchConfig:
-    """What `nas search --dataset cifar10 --data-path <subset>` runs: every other default."""
-    return parse_config({"name": "bench-classics",
-                         "dataset": {"name": "cifar10", "path": str(CIFAR)}})
+def targeted_label(weight: float) -> str:
+    return f"{TARGETED}, weight {weight:g}"
+
+
+def default_search_config(latency: tuple[float, float] | None = None) -> SearchConfig:
+    """What `nas search --dataset cifar10 --data-path <subset>` runs: every other default; with
+    `latency` (target ms, weight), an objective that targets that forward latency."""
+    raw: dict = {"name": "bench-classics", "dataset": {"name": "cifar10", "path": str(CIFAR)}}
+    if latency is not None:
+        raw["objective"] = {"latency_target_ms": latency[0], "latency_weight": latency[1]}
+    return parse_config(raw)
 
 
 def defaults_digest(config: SearchConfig) -> tuple[dict, str]:
     """The search's settings less the dataset's location, and a digest of them: a search kept
-    in the cache stands for the default search only while its defaults are still the defaults."""
+    in the cache stands for the default search only while its defaults are still the defaults.
+    A latency target counts as ResNet-20's latency, whatever it measured on the search's CPU."""
     settings = config.model_dump(mode="json")
     settings["dataset"].pop("path")
-    text = json.dumps(settings, sort_keys=True)
+    keyed = json.loads(json.dumps(settings))
+    if keyed["objective"]["latency_target_ms"] is not None:
+        keyed["objective"]["latency_target_ms"] = LATENCY_REFERENCE
+    text = json.dumps(keyed, sort_keys=True)
     return settings, hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def targeted_cell(cache: Path, weight: float, info) -> dict:
+    """The best derived cell of the default search with a latency target: ResNet-20's forward
+    latency, measured here before the search is run (once, then kept in `cache`)."""
+    _, digest = defaults_digest(default_search_config((1.0, weight)))
+    path = cache / f"search-{digest}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    reference = build(LATENCY_REFERENCE, 0, info)
+    shape = (info.in_channels, info.input_size, info.input_size)
+    target = round(statistics.median(measure_latency(reference, shape).forward_ms
+                                     for _ in range(3)), 3)
+    return searched_cell(default_search_config((target, weight)), cache)
 
 
 def searched_cell(config: SearchConfig, cache: Path) -> dict:
@@ -100,10 +133,12 @@ def searched_cell(config: SearchConfig, cache: Path) -> dict:
     return found
 
 
-def contenders(config: SearchConfig, searched: dict, random_cells: int
-               ) -> dict[str, Genotype | str]:
+def contenders(config: SearchConfig, searched: dict, targeted: dict[float, dict],
+               random_cells: int) -> dict[str, Genotype | str]:
     space = config.space.build()
-    rows: dict[str, Genotype | str] = {"searched cell": Genotype.from_dict(searched["genotype"])}
+    rows: dict[str, Genotype | str] = {SEARCHED: Genotype.from_dict(searched["genotype"])}
+    rows |= {targeted_label(weight): Genotype.from_dict(search["genotype"])
+             for weight, search in targeted.items()}
     rows |= {f"random cell {index}": space.sample(random.Random(f"classics-random-{index}"))
              for index in range(random_cells)}
     return rows | {name: name for name in CLASSICS}
@@ -154,6 +189,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "results" / "classics",
                         help="kept between runs (committed: the hours of training outlive a "
                         "session's machine)")
+    parser.add_argument("--latency-weights", type=float, nargs="*", default=[-0.07, -0.5],
+                        help="objective.latency_weight of each latency-targeted search (-0.07: "
+                        "the product's default, MnasNet's soft constraint)")
+    parser.add_argument("--rounds", type=int, default=3, help="of the latency measurements")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     if not CIFAR.exists():
@@ -163,9 +202,12 @@ def main() -> None:
     config = default_search_config()
     searched = searched_cell(config, args.cache)
     data = open_dataset(config)
+    targeted = {weight: targeted_cell(args.cache, weight, data.info)
+                for weight in args.latency_weights}
+    networks = contenders(config, searched, targeted, args.random_cells)
     runs = []
     for seed in range(args.seeds):  # every network's first seed before any second one
-        for label, contender in contenders(config, searched, args.random_cells).items():
+        for label, contender in networks.items():
             path = result_file(args.cache, label, contender, seed, args.epochs, args.cells)
             if not path.exists():
                 if (args.budget_seconds is not None
@@ -176,14 +218,31 @@ def main() -> None:
                 path.write_text(json.dumps(row))
                 print(json.dumps(row), file=sys.stderr, flush=True)
             runs.append(json.loads(path.read_text()))
-    expected = args.seeds * (args.random_cells + 1 + len(CLASSICS))
+    expected = args.seeds * len(networks)
+    complete = len(runs) == expected
     result = {"machine": machine_info(), "command": command_line(), "date": today(),
-              "load_average": {"before": before, "after": load_average()},
-              "search": searched, "runs": runs, "complete": len(runs) == expected,
-              "expected_runs": expected}
+              "search": searched, "targeted_searches": list(targeted.values()), "runs": runs,
+              "complete": complete, "expected_runs": expected,
+              "latency": latencies(networks, args, data.info) if complete else None,
+              "load_average": {"before": before, "after": load_average()}}
     print(json.dumps(result, indent=2))
     if result["complete"] and not args.no_docs:
         write_section(SECTION, render(result, args))
+
+
+def latencies(networks: dict[str, Genotype | str], args, info) -> dict:
+    """Median batch-1 forward and batch-64 training-step milliseconds of each network, built
+    as it was trained, the networks interleaved over `args.rounds` rounds in this process."""
+    built = {label: build(contender, args.cells, info) for label, contender in networks.items()}
+    shape = (info.in_channels, info.input_size, info.input_size)
+    measured: dict[str, list] = {label: [] for label in built}
+    for _ in range(args.rounds):
+        for label, network in built.items():
+            measured[label].append(measure_latency(network, shape, batch_size=64,
+                                                   num_classes=info.num_classes))
+    return {label: {"forward_ms": round(statistics.median(m.forward_ms for m in rows), 2),
+                    "train_step_ms": round(statistics.median(m.train_step_ms for m in rows), 1)}
+            for label, rows in measured.items()}
 
 
 def render(result: dict, args: argparse.Namespace) -> str:
@@ -204,8 +263,7 @@ def render(result: dict, args: argparse.Namespace) -> str:
         f"Run on {result['date']} with `{result['command']}` (its trainings may come from "
         "several runs: each is kept under --cache). The search: `nas search` on the CIFAR-10 "
         f"subset with every default of {search['date']} ({defaults_text(search['settings'])}; "
-        f"{search['candidates']} candidates, {search['seconds']:.0f} s on {search['cpu']}, "
-        f"status {search['status']}). Every "
+        f"{search_text(search)}). " + targeted_text(result["targeted_searches"]) + "Every "
         "network trained from scratch with one recipe: "
         f"{args.epochs} epochs of SGD (batch 64, lr 0.05, cosine, crop and flip), seeds "
         f"0-{args.seeds - 1}; cells as 3 stages of {args.cells} normal cells of width 16 in the "
@@ -215,8 +273,47 @@ def render(result: dict, args: argparse.Namespace) -> str:
         markdown_table(["network", "mean accuracy", "per seed", "params", "multiply-adds",
                         "s / epoch", "device", "CPU"], rows, align="lrrrrrll"),
         "",
-        verdict(by_network),
+        *latency_lines(result),
+        verdict(by_network, result.get("latency")),
     ])
+
+
+def search_text(search: dict) -> str:
+    return (f"{search['candidates']} candidates, {search['seconds']:.0f} s on {search['cpu']}, "
+            f"status {search['status']}")
+
+
+def targeted_text(searches: list[dict]) -> str:
+    return "".join(
+        f"A latency-targeted search: the same with `objective.latency_target_ms` "
+        f"{search['settings']['objective']['latency_target_ms']} (ResNet-20's batch-1 forward "
+        "latency, measured first on the search's CPU) and `latency_weight` "
+        f"{search['settings']['objective']['latency_weight']:g} "
+        f"(run {search['date']}; {search_text(search)}). " for search in searches)
+
+
+def latency_lines(result: dict) -> list[str]:
+    """The latency table: every network of the table above, measured in one process."""
+    measured = result.get("latency")
+    if not measured:
+        return []
+    params = {row["network"]: row["params"] for row in result["runs"]}
+    reference = measured[LATENCY_REFERENCE]
+    rows = [[name, f"{params[name]:,}", row["forward_ms"],
+             f"x{row['forward_ms'] / reference['forward_ms']:.2f}", row["train_step_ms"],
+             f"x{row['train_step_ms'] / reference['train_step_ms']:.2f}"]
+            for name, row in measured.items()]
+    return [
+        f"Latency on {cpu_text(result['machine'])}, every network measured in this run's "
+        "process as it was trained (forward: batch 1, one thread, eval mode, the exported "
+        "module's layout; training step: SGD at batch 64, 2 threads, the layout training "
+        "picks; medians of 3 interleaved rounds), against ResNet-20:",
+        "",
+        markdown_table(["network", "params", "forward ms (batch 1)", "forward vs resnet20",
+                        "training step ms (batch 64)", "step vs resnet20"], rows,
+                       align="lrrrrr"),
+        "",
+    ]
 
 
 def defaults_text(settings: dict) -> str:
@@ -226,24 +323,21 @@ def defaults_text(settings: dict) -> str:
             f"{evaluator['name']} scoring each candidate on {protocol_text(evaluator)}")
 
 
-def verdict(by_network: dict[str, list[dict]]) -> str:
-    """The searched cell against the median random cell and each classic, from the rows."""
+def verdict(by_network: dict[str, list[dict]], latency: dict | None) -> str:
+    """The searched cell against the median random cell and each classic, from the rows; the
+    latency-targeted searches' cells against both."""
     def mean(network: str) -> float:
         return statistics.mean(row["accuracy"] for row in by_network[network])
 
-    def seconds(network: str) -> float:  # as the table's column: the median over seeds
-        return statistics.median(row["seconds_per_epoch"] for row in by_network[network])
+    def step_ratio(network: str, name: str) -> float:
+        return latency[network]["train_step_ms"] / latency[name]["train_step_ms"]
 
-    def cpus(network: str) -> set[str]:
-        return {row.get("cpu", "CPU not recorded") for row in by_network[network]}
+    def time_against(name: str) -> str:  # from one process: the trainings' CPUs may differ
+        if not latency:
+            return "not timed in one process"
+        return f"the searched cell's training step is x{step_ratio(SEARCHED, name):.2f} {name}'s"
 
-    def time_against(name: str) -> str:  # seconds compare only on one kind of CPU
-        if len(cpus("searched cell") | cpus(name)) > 1:
-            return "timed on another CPU than the searched cell"
-        return (f"the searched cell takes x{seconds('searched cell') / seconds(name):.2f} its "
-                "time per epoch")
-
-    searched = mean("searched cell")
+    searched = mean(SEARCHED)
     randoms = [mean(name) for name in by_network if name.startswith("random cell")]
     ranked = sorted(by_network, key=mean, reverse=True)
     spread = {name: max(row["accuracy"] for row in rows) - min(row["accuracy"] for row in rows)
@@ -253,10 +347,23 @@ def verdict(by_network: dict[str, list[dict]]) -> str:
                f"({searched - statistics.median(randoms):+.3f})"]
     against += [f"{name} {mean(name):.3f} ({searched - mean(name):+.3f}; "
                 + time_against(name) + ")" for name in CLASSICS if name in by_network]
-    return (f"The searched cell's mean accuracy, {searched:.3f}, ranks "
-            f"{ranked.index('searched cell') + 1} of {len(ranked)}. Against it: "
+    text = (f"The searched cell's mean accuracy, {searched:.3f}, ranks "
+            f"{ranked.index(SEARCHED) + 1} of {len(ranked)}. Against it: "
             + "; ".join(against) + ". Seeds move a network by up to "
             f"{spread[widest]:.3f} ({widest}).")
+    reference = LATENCY_REFERENCE
+    for label in by_network:
+        if not label.startswith(TARGETED) or not latency:
+            continue
+        targeted = mean(label)
+        forward = latency[label]["forward_ms"] / latency[reference]["forward_ms"]
+        text += (f" With a latency target ({label.rsplit(', ', 1)[1]}) the search's cell "
+                 f"reaches {targeted:.3f} ({targeted - searched:+.3f} against the searched "
+                 f"cell, {targeted - mean(reference):+.3f} against resnet20), and its training "
+                 f"step takes x{step_ratio(label, reference):.2f} ResNet-20's (the searched "
+                 f"cell's: x{step_ratio(SEARCHED, reference):.2f}), its batch-1 forward pass "
+                 f"x{forward:.2f}.")
+    return text
 
 
 if __name__ == "__main__":
