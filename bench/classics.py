@@ -224,6 +224,7 @@ def main() -> None:
               "search": searched, "targeted_searches": list(targeted.values()), "runs": runs,
               "complete": complete, "expected_runs": expected,
               "latency": latencies(networks, args, data.info) if complete else None,
+              "threads": args.threads, "rounds": args.rounds,
               "load_average": {"before": before, "after": load_average()}}
     print(json.dumps(result, indent=2))
     if result["complete"] and not args.no_docs:
@@ -306,8 +307,9 @@ def latency_lines(result: dict) -> list[str]:
     return [
         f"Latency on {cpu_text(result['machine'])}, every network measured in this run's "
         "process as it was trained (forward: batch 1, one thread, eval mode, the exported "
-        "module's layout; training step: SGD at batch 64, 2 threads, the layout training "
-        "picks; medians of 3 interleaved rounds), against ResNet-20:",
+        f"module's layout; training step: SGD at batch 64, {result['threads']} threads, the "
+        f"layout training picks; medians of {result['rounds']} interleaved rounds), against "
+        "ResNet-20:",
         "",
         markdown_table(["network", "params", "forward ms (batch 1)", "forward vs resnet20",
                         "training step ms (batch 64)", "step vs resnet20"], rows,
