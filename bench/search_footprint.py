@@ -44,11 +44,13 @@ from _common import (
     load_average,
     machine_info,
     markdown_table,
+    protocol_text,
     set_threads,
     today,
     write_section,
 )
 
+from nas.config import parse_config
 from nas.latency import measure_latency
 from searchspace.complexity import count_parameters
 from searchspace.genotype import Genotype
@@ -196,6 +198,8 @@ def main() -> None:
               "latency_weight": args.latency_weight, "command": command_line(),
               "search_seconds": args.search_seconds, "micro_batches": args.micro_batches,
               "warmup_epochs": args.warmup_epochs, "resnet20_target": target,
+              "scoring": protocol_text(parse_config(search_config(
+                  args.search_seconds, args.warmup_epochs, None, 0.0)).evaluator.model_dump()),
               "searches": searches, "latency": measured,
               "seconds": round(time.perf_counter() - started, 1),
               "load_average": {"before": load_before, "after": load_average()}}
@@ -239,8 +243,10 @@ def markdown(result: dict) -> str:
         "",
         "Best forward ms: the search's own measurement of its best derived network, with the "
         "supernet's weights, in the search process (batch 1, one thread). Ranking tau: "
-        "Kendall's tau between derivation's candidates' one-batch accuracies (the search's "
-        "scoring) and their whole-split accuracies, as `nas show` reports it." + (
+        "Kendall's tau between derivation's candidates' scores as the search scores a "
+        f"candidate ({result.get('scoring', 'one own validation batch, by accuracy')}) and "
+        "their whole-split accuracies, as `nas show` reports it. What a latency target does "
+        "to a whole default search: section \"Searched cell vs classics\"." + (
             " No candidate was scored before derivation: after the warm-up, the time reserved "
             "for derivation (its candidates scored on the whole validation split) took the rest "
             "of the budget, so the best cell was chosen by derivation's ranking alone."
