@@ -13,12 +13,17 @@ default) trains the five ops with the topology warm-up in micro-batches of `--mi
 run by default), train with `evaluator.path_sampling: fair`: each minibatch trains as many
 paths as ops, which together use every op of every block once (FairNAS).
 
+`--row-epochs ROW=N` gives one row its own number of epochs (its schedule planned for N, its
+topology warm-up a third of them unless `--fixed-topology-epochs` says): rows of equal wall
+time where a fair step of the ten ops costs twice the five's.
+
     .venv/bin/python bench/supernet_learning.py [--dataset digits|cifar] [--epochs 8]
         [--paths 10] [--threads 1] [--fixed-topology-epochs K] [--rows five ...]
-        [--micro-batch 16] [--no-docs]
+        [--row-epochs ten-fair=2 ...] [--micro-batch 16] [--no-docs]
 
 Prints one JSON object and rewrites the "Supernet learning, five ops vs ten ops" section of
-docs/benchmarks.md (one table per dataset run; the other dataset's table is kept).
+docs/benchmarks.md (one table per dataset run; the other dataset's table is kept; a run of fair
+rows only has a section of its own, ", fair paths").
 """
 
 from __future__ import annotations
@@ -113,51 +118,84 @@ def main() -> None:
                         help="the topology warm-up's epochs in its rows (default: a third)")
     parser.add_argument("--rows", nargs="+", default=["five", "five-topology", "ten",
                                                       "ten-topology", "control"])
+    parser.add_argument("--row-epochs", nargs="+", default=[], metavar="ROW=N",
+                        help="a row's own number of epochs (default: --epochs)")
     parser.add_argument("--micro-batch", type=int, default=16,
                         help="evaluator.micro_batch of the five-topology-micro row")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     if args.dataset == "cifar" and not CIFAR.exists():
         sys.exit(f"bench/supernet_learning.py --dataset cifar needs {CIFAR} (the peers' data)")
+    definitions, row_epochs = row_definitions(args), parse_row_epochs(args.row_epochs)
+    if unknown := set(args.rows) - set(definitions):
+        sys.exit(f"--rows: unknown {sorted(unknown)}; known: {list(definitions)}")
+    if unknown := set(row_epochs) - set(args.rows):
+        sys.exit(f"--row-epochs: {sorted(unknown)} not among --rows {args.rows}")
     set_threads(args.threads)
     load_before, started = load_average(), time.perf_counter()
-    topology = (args.epochs // 3 if args.fixed_topology_epochs is None
-                else args.fixed_topology_epochs)
-    rows = {  # key: (label, ops, paths, fixed path, topology warm-up epochs, micro-batch,
-        #             path sampling)
-        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, 0, None, "uniform"),
-        "five-topology": (f"five ops, topology warm-up ({topology} epochs)", ENAS_OPS,
-                          args.paths, False, topology, None, "uniform"),
-        "five-topology-micro": (f"five ops, topology warm-up ({topology} epochs), "
-                                f"micro-batches of {args.micro_batch}", ENAS_OPS, args.paths,
-                                False, topology, args.micro_batch, "uniform"),
-        "five-fair": ("five ops, fair paths", ENAS_OPS, args.paths, False, 0, None, "fair"),
-        "five-fair-topology": (f"five ops, fair paths, topology warm-up ({topology} epochs)",
-                               ENAS_OPS, args.paths, False, topology, None, "fair"),
-        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, 0, None, "uniform"),
-        "ten-topology": (f"ten ops, topology warm-up ({topology} epochs)", DEFAULT_OPS,
-                         args.paths, False, topology, None, "uniform"),
-        "ten-fair": ("ten ops, fair paths", DEFAULT_OPS, args.paths, False, 0, None, "fair"),
-        "ten-fair-topology": (f"ten ops, fair paths, topology warm-up ({topology} epochs)",
-                              DEFAULT_OPS, args.paths, False, topology, None, "fair"),
-        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, 0, None,
-                    "uniform"),
-    }
-    if unknown := set(args.rows) - set(rows):
-        sys.exit(f"--rows: unknown {sorted(unknown)}; known: {list(rows)}")
-    runs = {label: learning_curve(args.dataset, ops, args.epochs, paths, fixed=fixed,
-                                  fixed_topology_epochs=warmup, micro_batch=micro,
-                                  path_sampling=sampling)
-            for key, (label, ops, paths, fixed, warmup, micro, sampling) in rows.items()
-            if key in args.rows}
+    runs = {}
+    for key in (key for key in definitions if key in args.rows):
+        label, ops, paths, fixed, topology, micro, sampling = definitions[key]
+        epochs = row_epochs.get(key, args.epochs)
+        warmup = topology(epochs)
+        label = label.replace("topology warm-up", f"topology warm-up ({warmup} epochs)")
+        if key in row_epochs:
+            label += f", {epochs} epochs"
+        runs[label] = learning_curve(args.dataset, ops, epochs, paths, fixed=fixed,
+                                     fixed_topology_epochs=warmup, micro_batch=micro,
+                                     path_sampling=sampling)
     result = {"machine": machine_info(), "command": command_line(), "dataset": args.dataset,
-              "epochs": args.epochs,
+              "epochs": max(len(curve) for curve in runs.values()),
               "paths": args.paths, "threads": args.threads, "runs": runs,
               "seconds": round(time.perf_counter() - started, 1),
               "load_average": {"before": load_before, "after": load_average()}}
     print(json.dumps(result, indent=2))
     if not args.no_docs:
-        write_section(f"{SECTION}, {args.dataset}", markdown(result))
+        fair_only = all("fair" in key for key in args.rows)  # kept beside the uniform table
+        write_section(f"{SECTION}, {args.dataset}" + (", fair paths" if fair_only else ""),
+                      markdown(result))
+
+
+def parse_row_epochs(values: list[str]) -> dict[str, int]:
+    """`ROW=N` arguments as {row: epochs}; exits with a one-line error on a bad one."""
+    parsed = {}
+    for value in values:
+        row, _, epochs = value.partition("=")
+        if not epochs.isdigit() or int(epochs) < 1:
+            sys.exit(f"--row-epochs: {value!r} is not ROW=N with N a positive number of epochs")
+        parsed[row] = int(epochs)
+    return parsed
+
+
+def row_definitions(args: argparse.Namespace) -> dict[str, tuple]:
+    """Row key -> (label, ops, paths, fixed path, topology warm-up epochs as a function of
+    the row's epochs, micro-batch, path sampling)."""
+    def none(epochs: int) -> int:
+        return 0
+
+    def topology(epochs: int) -> int:
+        return (epochs // 3 if args.fixed_topology_epochs is None
+                else min(args.fixed_topology_epochs, epochs))
+
+    return {
+        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, none, None, "uniform"),
+        "five-topology": ("five ops, topology warm-up", ENAS_OPS,
+                          args.paths, False, topology, None, "uniform"),
+        "five-topology-micro": (f"five ops, topology warm-up, "
+                                f"micro-batches of {args.micro_batch}", ENAS_OPS, args.paths,
+                                False, topology, args.micro_batch, "uniform"),
+        "five-fair": ("five ops, fair paths", ENAS_OPS, args.paths, False, none, None, "fair"),
+        "five-fair-topology": ("five ops, fair paths, topology warm-up",
+                               ENAS_OPS, args.paths, False, topology, None, "fair"),
+        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, none, None, "uniform"),
+        "ten-topology": ("ten ops, topology warm-up", DEFAULT_OPS,
+                         args.paths, False, topology, None, "uniform"),
+        "ten-fair": ("ten ops, fair paths", DEFAULT_OPS, args.paths, False, none, None, "fair"),
+        "ten-fair-topology": ("ten ops, fair paths, topology warm-up",
+                              DEFAULT_OPS, args.paths, False, topology, None, "fair"),
+        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, none, None,
+                    "uniform"),
+    }
 
 
 def markdown(result: dict) -> str:
@@ -165,7 +203,8 @@ def markdown(result: dict) -> str:
     names = list(runs)
     headers = ["epoch"] + [f"{name}: loss / accuracy" for name in names]
     rows = [[epoch + 1] + [f"{runs[name][epoch]['loss']} / {runs[name][epoch]['accuracy']}"
-                           for name in names] for epoch in range(result["epochs"])]
+                           if epoch < len(runs[name]) else "" for name in names]
+            for epoch in range(result["epochs"])]
     rows.append(["train s"] + [runs[name][-1]["train_s"] for name in names])
     return "\n".join([
         f"Run on {today()} with `{result['command']}` ({result['seconds']:.0f} s in all), "
@@ -181,7 +220,8 @@ def markdown(result: dict) -> str:
         "seconds of supernet training in all. Topology warm-up: in its first epochs the "
         "paths keep one genotype's inputs and draw only their ops. Fair paths "
         "(`evaluator.path_sampling: fair`): each minibatch trains as many paths as ops, which "
-        "together use every op of every block once, and takes one step on their mean loss.",
+        "together use every op of every block once, and takes one step on their mean loss. "
+        "A row named with its epochs had its own schedule, planned for those epochs.",
         "",
         markdown_table(headers, rows, align="l" + "r" * len(names)),
     ]) + "\n"
