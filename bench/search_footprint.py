@@ -244,7 +244,7 @@ def markdown(result: dict) -> str:
         "Best forward ms: the search's own measurement of its best derived network, with the "
         "supernet's weights, in the search process (batch 1, one thread). Ranking tau: "
         "Kendall's tau between derivation's candidates' scores as the search scores a "
-        f"candidate ({result.get('scoring', 'one own validation batch, by accuracy')}) and "
+        f"candidate ({result['scoring']}) and "
         "their whole-split accuracies, as `nas show` reports it. What a latency target does "
         "to a whole default search: section \"Searched cell vs classics\"." + (
             " No candidate was scored before derivation: after the warm-up, the time reserved "

@@ -137,8 +137,11 @@ def main() -> None:
     for key in (key for key in definitions if key in args.rows):
         label, ops, paths, fixed, topology, micro, sampling = definitions[key]
         epochs = row_epochs.get(key, args.epochs)
-        warmup = topology(epochs)
-        label = label.replace("topology warm-up", f"topology warm-up ({warmup} epochs)")
+        warmup = 0
+        if topology:
+            warmup = (epochs // 3 if args.fixed_topology_epochs is None
+                      else min(args.fixed_topology_epochs, epochs))
+            label = label.replace("topology warm-up", f"topology warm-up ({warmup} epochs)")
         if key in row_epochs:
             label += f", {epochs} epochs"
         runs[label] = learning_curve(args.dataset, ops, epochs, paths, fixed=fixed,
@@ -168,33 +171,26 @@ def parse_row_epochs(values: list[str]) -> dict[str, int]:
 
 
 def row_definitions(args: argparse.Namespace) -> dict[str, tuple]:
-    """Row key -> (label, ops, paths, fixed path, topology warm-up epochs as a function of
-    the row's epochs, micro-batch, path sampling)."""
-    def no_warmup(epochs: int) -> int:
-        return 0
-
-    def topology(epochs: int) -> int:
-        return (epochs // 3 if args.fixed_topology_epochs is None
-                else min(args.fixed_topology_epochs, epochs))
-
+    """Row key -> (label, ops, paths, fixed path, whether it has the topology warm-up,
+    micro-batch, path sampling)."""
     return {
-        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, no_warmup, None, "uniform"),
+        "five": ("ENAS's five ops", ENAS_OPS, args.paths, False, False, None, "uniform"),
         "five-topology": ("five ops, topology warm-up", ENAS_OPS,
-                          args.paths, False, topology, None, "uniform"),
+                          args.paths, False, True, None, "uniform"),
         "five-topology-micro": ("five ops, topology warm-up, "
                                 f"micro-batches of {args.micro_batch}", ENAS_OPS, args.paths,
-                                False, topology, args.micro_batch, "uniform"),
-        "five-fair": ("five ops, fair paths", ENAS_OPS, args.paths, False, no_warmup, None, "fair"),
+                                False, True, args.micro_batch, "uniform"),
+        "five-fair": ("five ops, fair paths", ENAS_OPS, args.paths, False, False, None,
+                      "fair"),
         "five-fair-topology": ("five ops, fair paths, topology warm-up",
-                               ENAS_OPS, args.paths, False, topology, None, "fair"),
-        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, no_warmup, None, "uniform"),
+                               ENAS_OPS, args.paths, False, True, None, "fair"),
+        "ten": ("ten default ops", DEFAULT_OPS, args.paths, False, False, None, "uniform"),
         "ten-topology": ("ten ops, topology warm-up", DEFAULT_OPS,
-                         args.paths, False, topology, None, "uniform"),
-        "ten-fair": ("ten ops, fair paths", DEFAULT_OPS, args.paths, False, no_warmup, None,
-                     "fair"),
+                         args.paths, False, True, None, "uniform"),
+        "ten-fair": ("ten ops, fair paths", DEFAULT_OPS, args.paths, False, False, None, "fair"),
         "ten-fair-topology": ("ten ops, fair paths, topology warm-up",
-                              DEFAULT_OPS, args.paths, False, topology, None, "fair"),
-        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, no_warmup, None,
+                              DEFAULT_OPS, args.paths, False, True, None, "fair"),
+        "control": ("one fixed ten-op path (control)", DEFAULT_OPS, 1, True, False, None,
                     "uniform"),
     }
 
