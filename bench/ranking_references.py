@@ -43,15 +43,14 @@ def kept_scores(cache: Path) -> list[Path]:
     return sorted(path for path in cache.glob("scores-*.json") if "-standalone-" not in path.stem)
 
 
-def supernet_label(scores: dict) -> str:
-    """The supernet a scores file ranks with, as the summary tables name it."""
-    command = scores["command"].split()
-    epochs = command[command.index("--supernet-epochs") + 1] if "--supernet-epochs" in command \
-        else "10"
-    if "--path-sampling" in command and command[command.index("--path-sampling") + 1] == "fair":
+def supernet_label(path: Path, scores: dict) -> str:
+    """The supernet a scores file ranks with, as the summary tables name it: its epochs as
+    kept, its path sampling and topology warm-up as `bench/ranking.py` names the file."""
+    epochs = scores["supernet"]["epochs"]
+    if path.stem.endswith("-fair"):
         return f"fair paths, {epochs} epochs"
-    if "--fixed-topology-epochs" in command:
-        warm_up = command[command.index("--fixed-topology-epochs") + 1]
+    if "-topology-" in path.stem:
+        warm_up = path.stem.split("-topology-")[1].split("-")[0]
         return f"topology warm-up {warm_up} of {epochs} epochs"
     return f"uniform paths, {epochs} epochs"
 
@@ -71,7 +70,8 @@ def whole_split(outcomes: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": summed[:, 0] / summed[:, 1], "loss": -summed[:, 2] / summed[:, 1]}
 
 
-def supernet_row(scores: dict, reference: Sequence[float], short: Sequence[float]) -> dict:
+def supernet_row(path: Path, scores: dict, reference: Sequence[float], short: Sequence[float]
+                 ) -> dict:
     """One supernet's scorings ranked against `reference`: the whole split with its bootstrap
     interval, and the expected tau over batch draws of one own batch (the search's scoring
     before 2026-12-06), one and 4 shared batches; and the whole split's loss against `short`
@@ -80,7 +80,7 @@ def supernet_row(scores: dict, reference: Sequence[float], short: Sequence[float
     curve = {row["batches"]: row for row in batch_curve(outcomes, reference, 1.0, 1.0)}
     whole = whole_split(outcomes)
     return {
-        "supernet": supernet_label(scores),
+        "supernet": supernet_label(path, scores),
         "own_1_accuracy": curve[1]["own_accuracy"],
         "shared_1_loss": curve[1]["shared_loss"],
         "shared_4_loss": curve[4]["shared_loss"],
@@ -118,7 +118,7 @@ def main() -> None:
         scores = json.loads(path.read_text())
         if [row["genotype"] for row in scores["standalone"]] != [g.id for g in genotypes]:
             sys.exit(f"{path.name} scored other candidates than bench/ranking.py's 32")
-        rows.append(supernet_row(scores, target, short["seed 0"]) | {"file": path.name})
+        rows.append(supernet_row(path, scores, target, short["seed 0"]) | {"file": path.name})
     params = [float(row["params"]) for row in longer]
     result = {
         "date": today(), "command": command_line(), "epochs": args.epochs,
