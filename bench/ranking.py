@@ -4,7 +4,8 @@ as training each one from scratch does, and what does each way of scoring cost?
 1. supernet: the peers' configuration (ENAS's five ops, 5 blocks, width 16, 8 cells, batch
    64; on digits, `--dataset digits`, the network of a default ENAS search: width 16, 5
    cells), trained `--supernet-epochs` epochs on uniformly sampled paths (or fair ones) by the real
-   `EnasEvaluator` (as a search's warm-up trains it, cosine-annealed over those epochs);
+   `EnasEvaluator` (as a search's warm-up trains it, cosine-annealed over those epochs), from
+   `--supernet-seed` (its initial weights, paths and data order; the data split is seed 0's);
 2. standalone accuracy: `--candidates` uniformly sampled genotypes, each trained from scratch
    with one stated proxy recipe: its network in the layout a search exports, freshly
    initialised (seed 0), `--standalone-epochs` epochs of the standalone evaluator's SGD recipe
@@ -22,6 +23,7 @@ file of its own), so a run can stop and resume, and shards can train candidates 
     .venv/bin/python bench/ranking.py [--dataset cifar|digits] [--candidates 32]
         [--supernet-epochs 10]
         [--standalone-epochs 2] [--fixed-topology-epochs 0] [--path-sampling uniform|fair]
+        [--supernet-seed 0]
         [--threads 2]
         [--parts supernet,standalone,score] [--shard 0/1] [--standalone-seconds S]
         [--repeat N] [--cache DIR] [--no-docs] [--render]
@@ -110,18 +112,25 @@ def candidates(config: SearchConfig, count: int) -> list[Genotype]:
     return list(found.values())
 
 
-def supernet_path(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> Path:
+def supernet_path(cache: Path, epochs: int, evaluator: EvaluatorConfig, seed: int = 0) -> Path:
     warm_up = (f"-topology-{evaluator.fixed_topology_epochs}"
                if evaluator.fixed_topology_epochs else "")
     fair = "-fair" if evaluator.path_sampling == "fair" else ""
-    return cache / f"supernet-{epochs}-epochs{warm_up}{fair}.pt"
+    seeded = f"-seed{seed}" if seed else ""
+    return cache / f"supernet-{epochs}-epochs{warm_up}{fair}{seeded}.pt"
+
+
+def supernet_config(config: SearchConfig, seed: int) -> SearchConfig:
+    """`config` with the supernet's seed (its initial weights, paths and data order): the data
+    split stays seed 0's, the split every standalone accuracy was measured on."""
+    return config.model_copy(update={"seed": seed})
 
 
 def trained_supernet(config: SearchConfig, data, cache: Path, epochs: int) -> EnasEvaluator:
     """The evaluator with its supernet trained `epochs` epochs of warm-up paths, uniform or fair
-    as `config` says (kept in `cache`)."""
+    as `config` says, from `config.seed` (kept in `cache`)."""
     enas = EnasEvaluator(config, data)
-    path = supernet_path(cache, epochs, config.evaluator)
+    path = supernet_path(cache, epochs, config.evaluator, config.seed)
     if path.exists():
         enas.load_state_dict(torch.load(path, weights_only=False))
         return enas
@@ -134,10 +143,10 @@ def trained_supernet(config: SearchConfig, data, cache: Path, epochs: int) -> En
     return enas
 
 
-def supernet_facts(cache: Path, epochs: int, evaluator: EvaluatorConfig) -> dict:
-    state = torch.load(supernet_path(cache, epochs, evaluator), weights_only=False)
+def supernet_facts(cache: Path, epochs: int, evaluator: EvaluatorConfig, seed: int) -> dict:
+    state = torch.load(supernet_path(cache, epochs, evaluator, seed), weights_only=False)
     return {"epochs": state["epochs_done"], "losses": [round(v, 4) for v in state["losses"]],
-            "seconds": round(state["seconds"], 1)}
+            "seconds": round(state["seconds"], 1), "seed": seed}
 
 
 def standalone_file(cache: Path, genotype: Genotype, epochs: int, seed: int = 0) -> Path:
@@ -457,6 +466,9 @@ def main() -> None:
                         help="the supernet's topology warm-up (evaluator.fixed_topology_epochs)")
     parser.add_argument("--path-sampling", choices=["uniform", "fair"], default="uniform",
                         help="the supernet's evaluator.path_sampling")
+    parser.add_argument("--supernet-seed", type=int, default=0,
+                        help="the supernet's seed (initial weights, paths, data order); the "
+                        "data split and the standalone results stay seed 0's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--shard", type=shard_of, default=(0, 1),
@@ -486,7 +498,8 @@ def main() -> None:
                        if args.standalone_epochs != DEFAULT_STANDALONE_EPOCHS[args.dataset]
                        else None)
     if args.render:
-        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference)
+        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference,
+                           args.supernet_seed)
         if not kept.exists():
             sys.exit(f"--render: no {kept}; run --parts score with these options first")
         write_section(section, render(json.loads(kept.read_text()), args))
@@ -502,7 +515,8 @@ def main() -> None:
     data = open_dataset(config)
     genotypes = candidates(config, args.candidates)
     if "supernet" in parts or "score" in parts:
-        enas = trained_supernet(config, data, args.cache, args.supernet_epochs)
+        enas = trained_supernet(supernet_config(config, args.supernet_seed), data, args.cache,
+                                args.supernet_epochs)
     else:
         enas = EnasEvaluator(config, data)  # only for the exported layout and its counts
     started = time.perf_counter()
@@ -537,7 +551,8 @@ def main() -> None:
         reference = references(done, repeated)
         protocols = score(enas, genotypes, reference, standalone_seconds)
         result |= {
-            "supernet": supernet_facts(args.cache, args.supernet_epochs, config.evaluator),
+            "supernet": supernet_facts(args.cache, args.supernet_epochs, config.evaluator,
+                                       args.supernet_seed),
             "standalone_seconds": standalone_seconds,
             "protocols": protocols,
             "split_outcomes": split_outcomes(enas, genotypes),
@@ -545,7 +560,8 @@ def main() -> None:
             "seconds_per_batch": protocols[0]["seconds"],
             "load_average_after": load_average(),
         }
-        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference)
+        kept = scores_file(args.cache, args.supernet_epochs, config.evaluator, other_reference,
+                           args.supernet_seed)
         kept.write_text(json.dumps(result, indent=1) + "\n")
         if not args.no_docs:
             write_section(section, render(result, args))
@@ -553,10 +569,11 @@ def main() -> None:
 
 
 def scores_file(cache: Path, epochs: int, evaluator: EvaluatorConfig,
-                standalone_epochs: int | None = None) -> Path:
+                standalone_epochs: int | None = None, seed: int = 0) -> Path:
     """Where a scoring run keeps its result (committed, unlike the supernet it scored with);
-    `standalone_epochs`: a reference trained otherwise than the dataset's default recipe."""
-    path = supernet_path(cache, epochs, evaluator)
+    `standalone_epochs`: a reference trained otherwise than the dataset's default recipe;
+    `seed`: the supernet's."""
+    path = supernet_path(cache, epochs, evaluator, seed)
     reference = f"-standalone-{standalone_epochs}" if standalone_epochs else ""
     return path.with_name(path.stem.replace("supernet", "scores", 1) + reference + ".json")
 
@@ -573,6 +590,8 @@ def variant_title(args: argparse.Namespace) -> str:
         title += f", topology warm-up of {args.fixed_topology_epochs} epochs"
     if args.path_sampling == "fair":
         title += ", fair paths"
+    if args.supernet_seed:
+        title += f", supernet seed {args.supernet_seed}"
     return title
 
 
@@ -592,7 +611,8 @@ def render(result: dict, args: argparse.Namespace) -> str:
         + ("fair paths (each minibatch trains one path per op, together using every op of "
            "every block once, and steps on their mean loss; " if args.path_sampling == "fair"
            else "uniformly sampled paths (")
-        + f"topology warm-up: {args.fixed_topology_epochs} epochs; "
+        + f"topology warm-up: {args.fixed_topology_epochs} epochs; seed "
+        f"{supernet.get('seed', 0)}; "
         f"{supernet['seconds']:.0f} s; mean training loss of the last epoch "
         f"{supernet['losses'][-1]:.2f}). Standalone: {len(done)} uniformly sampled cells, each "
         f"trained from scratch in the layout a search exports, seed 0"

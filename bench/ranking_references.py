@@ -39,20 +39,25 @@ SHORT = DEFAULT_STANDALONE_EPOCHS["cifar"]
 
 
 def kept_scores(cache: Path) -> list[Path]:
-    """The kept scores files of the default (2-epoch) reference, one per supernet."""
-    return sorted(path for path in cache.glob("scores-*.json") if "-standalone-" not in path.stem)
+    """The kept scores files of the default (2-epoch) reference, one per supernet (a recipe's
+    other seeds after it)."""
+    return sorted((path for path in cache.glob("scores-*.json")
+                   if "-standalone-" not in path.stem),
+                  key=lambda path: (path.stem.split("-seed")[0], path.stem))
 
 
 def supernet_label(path: Path, scores: dict) -> str:
-    """The supernet a scores file ranks with, as the summary tables name it: its epochs as
-    kept, its path sampling and topology warm-up as `bench/ranking.py` names the file."""
-    epochs = scores["supernet"]["epochs"]
-    if path.stem.endswith("-fair"):
-        return f"fair paths, {epochs} epochs"
+    """The supernet a scores file ranks with, as the summary tables name it: its epochs and
+    seed as kept, its path sampling and topology warm-up as `bench/ranking.py` names the
+    file."""
+    epochs, seed = scores["supernet"]["epochs"], scores["supernet"].get("seed", 0)
+    seeded = f", seed {seed}" if seed else ""
+    if "-fair" in path.stem:
+        return f"fair paths, {epochs} epochs{seeded}"
     if "-topology-" in path.stem:
         warm_up = path.stem.split("-topology-")[1].split("-")[0]
-        return f"topology warm-up {warm_up} of {epochs} epochs"
-    return f"uniform paths, {epochs} epochs"
+        return f"topology warm-up {warm_up} of {epochs} epochs{seeded}"
+    return f"uniform paths, {epochs} epochs{seeded}"
 
 
 def trained(cache: Path, genotypes: Sequence, epochs: int, seed: int) -> list[dict] | None:
@@ -153,7 +158,8 @@ def render(result: dict) -> str:
         + ", ".join(f"{tau_text(value)} (its {name})" for name, value in agree.items())
         + f"; the parameter count at {tau_text(result['params'])}.",
         "",
-        f"Each supernet's kept scores (`bench/ranking.py`'s sections above, no new scoring) "
+        f"Each supernet's kept scores (`bench/ranking.py`'s, no new scoring; the uniform one's "
+        "seeds 1 to 4: section \"Ranking fidelity across supernet seeds\") "
         f"against the {epochs}-epoch reference: Kendall's tau, for the batch draws their mean "
         "over 200 draws, for the whole split with its 95% bootstrap interval.",
         "",
