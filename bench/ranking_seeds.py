@@ -58,8 +58,9 @@ def seed_files(cache: Path, recipe: str) -> dict[int, Path]:
 
 
 def taus(outcomes: np.ndarray, reference: list[float]) -> dict[str, float]:
-    """Each scoring's tau against `reference`, by the accuracy and by the loss ("whole split,
-    loss"): batch draws as their mean over `bench/ranking.py`'s draws, the whole split once."""
+    """Each scoring's tau against `reference` by the accuracy and by the loss, keyed as "whole
+    split, loss": batch draws as their mean over `bench/ranking.py`'s draws, the whole split
+    once."""
     curve = {row["batches"]: row for row in batch_curve(outcomes, reference, 1.0, 1.0)}
     summed = outcomes.sum(axis=1)
     whole = {"accuracy": summed[:, 0] / summed[:, 1], "loss": -summed[:, 2] / summed[:, 1]}
