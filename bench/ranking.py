@@ -486,6 +486,8 @@ def main() -> None:
     parser.add_argument("--render", action="store_true",
                         help="only rewrite the docs section from the run's kept scores file")
     args = parser.parse_args()
+    if args.supernet_seed < 0:
+        parser.error("--supernet-seed: a seed >= 0")
     digits = args.dataset == "digits"
     if args.standalone_epochs is None:
         args.standalone_epochs = DEFAULT_STANDALONE_EPOCHS[args.dataset]

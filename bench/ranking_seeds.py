@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, command_line, markdown_table, today, write_section
 from ranking import DEFAULT_STANDALONE_EPOCHS, batch_curve, bench_config, candidates, references
-from ranking_references import trained
+from ranking_references import trained, whole_split
 
 from nas.ranking import agreement
 
@@ -62,8 +62,7 @@ def taus(outcomes: np.ndarray, reference: list[float]) -> dict[str, float]:
     split, loss": batch draws as their mean over `bench/ranking.py`'s draws, the whole split
     once."""
     curve = {row["batches"]: row for row in batch_curve(outcomes, reference, 1.0, 1.0)}
-    summed = outcomes.sum(axis=1)
-    whole = {"accuracy": summed[:, 0] / summed[:, 1], "loss": -summed[:, 2] / summed[:, 1]}
+    whole = whole_split(outcomes)
     found = {}
     for name, batches, draw in SCORINGS:
         for kind in KINDS:
