@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from nas.store import OwnershipLost, Store, StoreUnavailable
+from nas.store import OwnershipLost, SearchStatus, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +97,13 @@ class Heartbeat:
 
 
 @contextmanager
-def owning(store: Store, search_id: str, settings: OwnershipSettings | None = None
-           ) -> Iterator[Store]:
-    """Claim `search_id` (set it running), beat while the block runs, release at the end;
-    yields the store fenced by the lease."""
+def owning(store: Store, search_id: str, settings: OwnershipSettings | None = None, *,
+           only_from: frozenset[SearchStatus] | None = None) -> Iterator[Store]:
+    """Claim `search_id` (set it running; only from a status in `only_from` when given), beat
+    while the block runs, release at the end; yields the store fenced by the lease."""
     settings = settings or OwnershipSettings.from_env()
     lease = store.claim_search(search_id, new_owner_id(), stale_after=settings.stale_seconds,
-                               max_resumes=settings.resume_limit)
+                               max_resumes=settings.resume_limit, only_from=only_from)
     fenced = store.fenced(lease)
     heartbeat = Heartbeat(fenced, settings.heartbeat_seconds)
     heartbeat.start()

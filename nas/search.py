@@ -29,6 +29,7 @@ from nas.evaluators import ConcurrentEvaluator, Evaluator, create_evaluator
 from nas.loop import LoopState, ProgressCallback, StepReport
 from nas.ownership import OwnershipSettings, owning
 from nas.paths import weights_dir
+from nas.states import ACTIVE_STATUSES
 from nas.store import (
     ArchitectureRole,
     OwnershipLost,
@@ -66,11 +67,15 @@ def open_dataset(config: SearchConfig):
 def run_search(
     store: Store, search_id: str, *, progress: ProgressCallback | None = None,
     evaluator: Evaluator | None = None, ownership: OwnershipSettings | None = None,
+    scheduled: bool = False,
 ) -> SearchRecord:
     """Run a queued search, or resume a failed, cancelled, interrupted or abandoned one, to its
-    end, as its one owner (`SearchOwned` while another live process runs it)."""
+    end, as its one owner (`SearchOwned` while another live process runs it). A `scheduled`
+    run (one the server launched) runs only a queued or running search: one cancelled before
+    the run claimed it stays cancelled (`InvalidTransition`)."""
     config = SearchConfig.model_validate(store.get_search(search_id).config)
-    with owning(store, search_id, ownership) as owned:
+    only_from = ACTIVE_STATUSES if scheduled else None
+    with owning(store, search_id, ownership, only_from=only_from) as owned:
         _run_owned(owned, search_id, config, progress, evaluator)
     return store.get_search(search_id)
 

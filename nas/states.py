@@ -52,4 +52,5 @@ RESUMABLE_STATUSES = frozenset({SearchStatus.FAILED, SearchStatus.CANCELLED,
                                 SearchStatus.INTERRUPTED})
 """Searches `resume` may queue again."""
 ACTIVE_STATUSES = frozenset({SearchStatus.QUEUED, SearchStatus.RUNNING})
-"""Searches a user may cancel (and may not delete)."""
+"""Searches a user may cancel (and may not delete); the only ones a run the server launched
+may claim (a search cancelled before its run started stays cancelled)."""

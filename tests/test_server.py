@@ -187,6 +187,31 @@ def test_searches_beyond_the_cap_wait_their_turn(client):
     assert statuses == ["finished"] * 3 and most_running == 1
 
 
+
+def test_a_search_cancelled_while_its_run_starts_stays_cancelled_and_holds_its_slot(client):
+    """The run launched for a queued search may not have claimed it yet when it is cancelled:
+    it must not run the search after all, nor may the next queued search start beside it
+    (the cap is 1 here)."""
+    first = launch(client, synthetic(name="cancelled", architectures=6, seconds=0.5))
+    second = launch(client, synthetic(name="next", architectures=6, seconds=0.2))
+    time.sleep(1.5)  # its `nas resume` has been launched and is importing
+    assert client.post(f"/api/v1/searches/{first}/cancel", headers=AUTH).status_code == 200
+    seen = set()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        statuses = tuple(client.get(f"/api/v1/searches/{search_id}").json()["status"]
+                         for search_id in (first, second))
+        seen.add(statuses)
+        if statuses[1] == "finished":
+            break
+        time.sleep(0.1)
+    assert {status for status, _ in seen} == {"cancelled"}, seen
+    assert statuses == ("cancelled", "finished")
+    assert client.get(f"/api/v1/searches/{first}").json()["architectures"] == 0
+    kinds = [line[7:] for line in client.get(f"/api/v1/searches/{first}/events").text
+             .splitlines() if line.startswith("event: ")]
+    assert "started" not in kinds and "claimed" not in kinds
+
 def test_events_stream_to_the_end_and_resume_from_last_event_id(client):
     search_id = launch(client, synthetic(architectures=4))
     wait_for(client, search_id)

@@ -33,19 +33,21 @@ class SearchRunner:
         self.store_url = store_url
         self.search_id: str | None = None
         self.error: str | None = None
+        self.scheduled = False
         self._thread: threading.Thread | None = None
         # Set once `start` returned or failed: calls to an actor with max_concurrency > 1 may
         # run in any order, and a `join` that ran before `start` must not return at once.
         self._started = threading.Event()
 
-    def start(self, search_id: str) -> dict[str, Any]:
-        """Run (or resume) `search_id` in the background; its status."""
+    def start(self, search_id: str, scheduled: bool = False) -> dict[str, Any]:
+        """Run (or resume) `search_id` in the background; its status. `scheduled` (the
+        server's runs): only while it is queued or running, as `run_search` says."""
         try:
             if self._thread is not None and self._thread.is_alive():
                 raise RuntimeError(f"the runner is busy with search {self.search_id}")
             with Store(self.store_url) as store:
                 store.get_search(search_id)  # an unknown id fails here, in the caller
-            self.search_id, self.error = search_id, None
+            self.search_id, self.error, self.scheduled = search_id, None, scheduled
             self._thread = threading.Thread(target=self._run, args=(search_id,), daemon=True,
                                             name=f"search-{search_id}")
             self._thread.start()
@@ -87,7 +89,7 @@ class SearchRunner:
     def _run(self, search_id: str) -> None:
         try:
             with Store(self.store_url) as store:
-                run_search(store, search_id)
+                run_search(store, search_id, scheduled=self.scheduled)
         except Exception as error:  # run_search recorded it in the store too
             self.error = f"{type(error).__name__}: {error}"
             logger.exception("search %s failed", search_id)

@@ -63,7 +63,7 @@ class RayLauncher:
             num_cpus=config.runner.cpus, num_gpus=config.runner.gpus, max_concurrency=4,
             runtime_env={"env_vars": runner_environment(self.home)},
         ).remote(self.store_url)
-        actor.start.remote(search_id)
+        actor.start.remote(search_id, scheduled=True)
         self._runs[search_id] = (actor, actor.join.remote())
 
     def alive(self, search_id: str) -> bool:

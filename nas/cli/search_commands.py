@@ -52,8 +52,8 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return overrides
 
 
-def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet: bool
-                       ) -> SearchRecord:
+def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet: bool,
+                       scheduled: bool = False) -> SearchRecord:
     total = config.budget.architectures
     with Progress(
         TextColumn("[bold]search[/] {task.fields[search_id]}"), BarColumn(),
@@ -70,7 +70,7 @@ def _run_with_progress(store: Store, search_id: str, config: SearchConfig, quiet
 
         try:
             with interrupt_on_stop_signals():
-                return run_search(store, search_id, progress=report)
+                return run_search(store, search_id, progress=report, scheduled=scheduled)
         except SearchInterrupted as interrupt:
             bar.stop()
             Console(stderr=True).print(
@@ -209,6 +209,9 @@ def _join_ray(config: SearchConfig) -> None:
 def resume(
     search_id: Annotated[str, typer.Argument(help="id from `nas searches`")],
     as_json: Annotated[bool, typer.Option("--json", help="end with one JSON object")] = False,
+    scheduled: Annotated[bool, typer.Option(
+        "--scheduled", hidden=True,
+        help="run it only while it is queued or running (the server's runs)")] = False,
 ) -> None:
     """Continue a search from its last checkpoint (after a crash, a kill or a cancel)."""
     configure_threads()
@@ -223,7 +226,8 @@ def resume(
             fail(f"search {search_id} already finished; nothing to resume")
         config = SearchConfig.model_validate(record.config)
         _join_ray(config)
-        record = _run_with_progress(store, search_id, config, quiet=as_json)
+        record = _run_with_progress(store, search_id, config, quiet=as_json,
+                                    scheduled=scheduled)
         _report(store, record, as_json)
 
 

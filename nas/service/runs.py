@@ -71,7 +71,7 @@ class ProcessLauncher:
         with open(logs / f"search-{search_id}.log", "ab") as log:
             self._processes[search_id] = subprocess.Popen(
                 [sys.executable, "-c", "from nas.cli import main; main()", "resume", search_id,
-                 "--json"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                 "--json", "--scheduled"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True)
 
     def alive(self, search_id: str) -> bool:
@@ -135,11 +135,11 @@ class RunScheduler:
         self._wake.set()
 
     def stop(self, search_id: str) -> None:
-        """The search was cancelled: its run stops at its next step, or is stopped after
-        `stop_grace_seconds`."""
+        """The search was cancelled: its run stops at its next step (one launched but not
+        started yet refuses to claim it), or is stopped after `stop_grace_seconds`. Its slot
+        stays taken until the run has ended."""
         with self._lock:
             self._stopping[search_id] = time.monotonic() + self.stop_grace_seconds
-            self._launched.pop(search_id, None)
         self.wake()
 
     def check_resources(self, config: SearchConfig) -> None:
@@ -190,7 +190,7 @@ class RunScheduler:
                 logger.warning("search %s did not stop when cancelled; stopping its run",
                                search_id)
                 self.launcher.stop(search_id)
-                del self._stopping[search_id]
+                self._stopping[search_id] = now + self.stop_grace_seconds  # its slot until it ends
 
     def _supervise_running(self) -> set[str]:
         """The searches running now; relaunch those whose owner is gone."""
@@ -210,8 +210,10 @@ class RunScheduler:
         for search_id, launched_at in list(self._launched.items()):
             if now - launched_at > CLAIM_SECONDS and not self.launcher.alive(search_id):
                 del self._launched[search_id]
-        pending = set(self._launched) - running
-        free = self.max_running - len(running) - len(pending)
+        # runs that hold a slot: running searches, launched runs not started yet, cancelled
+        # runs still winding down
+        busy = running | set(self._launched) | set(self._stopping)
+        free = self.max_running - len(busy)
         if free <= 0:
             return
         queued = self.store.page_searches(status=SearchStatus.QUEUED, limit=1000).items

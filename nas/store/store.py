@@ -220,7 +220,8 @@ class Store(PageQueries):
 
     @retried
     def claim_search(
-        self, search_id: str, owner: str, *, stale_after: float, max_resumes: int | None = None
+        self, search_id: str, owner: str, *, stale_after: float, max_resumes: int | None = None,
+        only_from: frozenset[SearchStatus] | None = None,
     ) -> Lease:
         """Make `owner` the search's owner and set it running, atomically; its `Lease`.
 
@@ -228,11 +229,16 @@ class Store(PageQueries):
         seconds. A claim that resumes a search its last owner left running (it died) or
         interrupted counts a resume attempt; past `max_resumes` attempts without progress (a
         checkpoint) the search is marked failed with the reason (`ResumeLimitReached`).
-        A finished search cannot be claimed (`InvalidTransition`)."""
+        A finished search cannot be claimed, nor one whose status is not in `only_from` when
+        it is given (`InvalidTransition`)."""
         with self._session(write=True) as session:
             search = self._search(session, search_id, for_update=True)
             if search.status is SearchStatus.FINISHED:
                 raise InvalidTransition(f"search {search_id} already finished; nothing to run")
+            if only_from is not None and search.status not in only_from:
+                raise InvalidTransition(
+                    f"search {search_id} is {search.status} now; this run starts only a search "
+                    f"that is {' or '.join(sorted(only_from))}")
             now = utcnow()
             age = None if search.heartbeat_at is None else (
                 now - search.heartbeat_at).total_seconds()
