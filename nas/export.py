@@ -204,12 +204,15 @@ def export(
             torch.jit.save(traced, str(output))
         return [output]
     if fmt == "onnx":  # a batch of 2 so the batch dimension is traced as dynamic
+        # The weights inside the one file (not `external_data` beside it): it travels alone
+        # (an HTTP download), and networks of this space are far from ONNX's 2 GB limit.
         batch = torch.export.Dim("batch")
         # The exporter prints progress lines on stdout: stdout is for the command's result.
         with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
             torch.onnx.export(model, (example.expand(2, -1, -1, -1),), str(output),
                               input_names=["images"], output_names=["logits"],
-                              dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False)
+                              dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False,
+                              external_data=False)
         return [output]
     torch.save(model.state_dict(), output)
     genotype_path = output.with_name(f"{output.stem}.genotype.json")

@@ -7,16 +7,17 @@ with no traceback in the body.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
-from nas.service.errors import STATUS_BY_TYPE, describe, http_status
+from nas.service.errors import STATUS_BY_TYPE
 from nas.service.runs import Launcher, ProcessLauncher, RunScheduler
 from nas.store import Store
+from server.errors import error_response, validation_response
+from server.limits import RequestLimits
 from server.metrics import Metrics
 from server.routes import (
     architectures,
@@ -29,8 +30,6 @@ from server.routes import (
     zoo,
 )
 from server.settings import ServerSettings
-
-logger = logging.getLogger(__name__)
 
 
 def create_launcher(settings: ServerSettings) -> Launcher:
@@ -62,20 +61,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = Store(settings.store_url, migrate=settings.migrate)
     app.state.metrics = Metrics(app.state.store)
+    app.add_middleware(RequestLimits)  # inside the metrics: its refusals are counted
     app.middleware("http")(app.state.metrics.middleware)
+    app.add_exception_handler(RequestValidationError, validation_response)
     for error_type, _ in STATUS_BY_TYPE:
-        app.add_exception_handler(error_type, _error_response)
-    app.add_exception_handler(Exception, _error_response)  # a bug: JSON 500, no traceback
+        app.add_exception_handler(error_type, error_response)
+    app.add_exception_handler(Exception, error_response)  # a bug: JSON 500, no traceback
     for module in (health, session, searches, baselines, architectures, datasets, zoo):
         app.include_router(module.router)
     dashboard.install(app)
     return app
 
-
-async def _error_response(request: Request, error: Exception) -> JSONResponse:
-    status = http_status(error)
-    if status is None:
-        logger.exception("unexpected error on %s %s", request.method, request.url.path,
-                         exc_info=error)
-        return JSONResponse({"detail": "internal error; see the server's log"}, status_code=500)
-    return JSONResponse({"detail": describe(error)}, status_code=status)

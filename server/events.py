@@ -25,7 +25,8 @@ BATCH = 500
 
 def last_event_id(request: Request) -> int:
     value = request.headers.get("last-event-id", "").strip()
-    return int(value) if value.isdigit() and len(value) < 19 else 0
+    ascii_digits = value.isascii() and value.isdigit()  # str.isdigit() also takes "²"
+    return int(value) if ascii_digits and len(value) < 19 else 0
 
 
 async def _events(request: Request, store: Store, search_id: str) -> AsyncIterator[dict]:

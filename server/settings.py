@@ -38,6 +38,12 @@ class ServerSettings(BaseSettings):
         None, description="evaluators a launched search may use (default: all)")
 
     @property
+    def trains_from_scratch(self) -> bool:
+        """Whether this server trains networks from scratch (`standalone` is allowed): zoo
+        baselines and ENAS's `retrain_top` need it."""
+        return self.allowed_evaluators is None or "standalone" in self.allowed_evaluators
+
+    @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'nas.db'}"
 

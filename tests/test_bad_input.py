@@ -121,6 +121,29 @@ def test_seeds_that_differ_by_2_to_the_32_give_different_searches(env):
     assert first[:4] != second[:4]
 
 
+def test_an_op_prior_outside_the_space_fails_before_anything_is_stored(env, tmp_path):
+    config = tmp_path / "prior.yaml"
+    config.write_text("strategy: {name: reinforce, op_prior: {nope: 1.0, identity: 0.5}}\n"
+                      "evaluator: {name: synthetic}\n")
+    result = nas(env, "search", "-c", str(config), check=False)
+    assert_user_error(result, "strategy.op_prior", "nope")
+    assert searches(env) == 0
+
+
+def test_show_top_beyond_its_range_names_the_option(env):
+    search_id = _search(env, "top")
+    result = nas(env, "show", search_id, "--top", str(10**20), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--top" in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--cells", "100000"), ("--channels", "100000")])
+def test_zoo_list_sizes_beyond_the_servers_limits_are_refused_at_once(env, option, value):
+    result = nas(env, "zoo", "list", option, value, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert option in result.stderr
+
+
 # -------------------------------------------------------------------------------------------
 # strings: NUL, control characters, length, markup
 

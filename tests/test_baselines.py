@@ -199,6 +199,25 @@ def test_a_server_that_trains_nothing_from_scratch_refuses_baselines(tmp_path, m
     assert zoo_rows(url, search_id) == []
 
 
+def test_such_a_server_refuses_an_enas_search_that_retrains_its_best(tmp_path, monkeypatch):
+    """ENAS's `retrain_top` trains derived cells from scratch: the same policy applies."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    settings = ServerSettings(api_token=TOKEN, database_url=f"sqlite:///{tmp_path / 'nas.db'}",
+                              runner="process", home=tmp_path / "home",
+                              allowed_evaluators=["enas"])
+    config = {"evaluator": {"name": "enas", "retrain_top": 1}, "budget": {"architectures": 4}}
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/v1/searches", json=config, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert "evaluator.retrain_top" in response.json()["detail"]
+        assert client.get("/api/v1/searches").json()["items"] == []
+
+
 def test_baselines_survive_a_resume_of_their_search(store):
     from nas.service import baselines
 

@@ -178,8 +178,12 @@ def test_onnx_matches_when_onnxruntime_is_installed(tmp_path):
     model = randomize(spec.build())
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     (path,) = export(spec, tmp_path / "model.onnx", "onnx", tmp_path / "weights.pt")
+    assert sorted(found.name for found in tmp_path.iterdir()) == ["model.onnx", "weights.pt"]
+    alone = tmp_path / "elsewhere" / "model.onnx"  # the file is the whole model (a download)
+    alone.parent.mkdir()
+    path.rename(alone)
     images = torch.randn(5, 3, 16, 16)  # another batch size than exported with
-    session = onnxruntime.InferenceSession(str(path))
+    session = onnxruntime.InferenceSession(str(alone))
     (logits,) = session.run(None, {"images": images.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(logits), model.eval()(images),

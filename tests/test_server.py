@@ -1,10 +1,12 @@
 """The REST API through HTTP (FastAPI's TestClient over the real app): searches run as real
 `nas resume` processes on a real SQLite file or PostgreSQL schema."""
 
+import base64
 import io
 import json
 import os
 import time
+import warnings
 import zipfile
 
 import pytest
@@ -109,6 +111,8 @@ def test_the_dashboard_session_needs_its_csrf_token(client):
     ("/api/v1/searches/nosuchsearch", 404), ("/api/v1/architectures/99999", 404),
     ("/api/v1/searches/nosuchsearch/architectures", 404),
     ("/api/v1/searches?cursor=!!!", 422), ("/api/v1/searches?status=lost", 422),
+    (f"/api/v1/architectures/{2**63}", 404), (f"/api/v1/architectures/{-2**63 - 1}/logs", 404),
+    (f"/api/v1/architectures/{2**64}/export", 404),
 ])
 def test_bad_reads_are_json_errors(client, path, status):
     response = client.get(path)
@@ -120,6 +124,43 @@ def test_a_bad_config_names_the_field(client):
                            headers=AUTH)
     assert response.status_code == 422
     assert "samples_per_step" in json.dumps(response.json()["detail"])
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/session", b'{"token": "\\ud800"}', "token"),
+    ("/api/v1/searches", b'{"name": "\\ud800"}', "name"),
+    ("/api/v1/searches", b'{"\\udfff": 1}', "unicode"),
+    ("/api/v1/searches", b'{"budget": {"seconds": NaN}}', "seconds"),
+    ("/api/v1/searches", b'{"budget": {"seconds": -Infinity}}', "seconds"),
+    ("/api/v1/searches", b'{"budget": {"seconds": 1e400}}', "seconds"),
+    ("/api/v1/searches", b'{"strategy": {"name": "reinforce", "lr": NaN}}', "lr"),
+])
+def test_a_body_json_cannot_echo_is_a_422_naming_the_field(client, path, body, field):
+    """Lone surrogates and non-finite numbers parse, but no JSON answer can carry them: the
+    422 names the field without echoing the value."""
+    response = client.post(path, content=body,
+                           headers=AUTH | {"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert field in json.dumps(response.json()["detail"])
+
+
+def test_a_huge_field_is_not_echoed_back(client):
+    response = client.post("/api/v1/searches", json=synthetic(name="x" * 500_000),
+                           headers=AUTH)
+    assert response.status_code == 422 and "name" in response.text
+    assert len(response.content) < 10_000
+
+
+def test_page_cursors_out_of_the_columns_range_are_refused(client):
+    search_id = launch(client, synthetic(architectures=2))
+    wait_for(client, search_id)
+    for value, row_id in ((0.5, 2**70), (2**64, 1), (float("inf"), 1)):
+        cursor = base64.urlsafe_b64encode(json.dumps([value, row_id]).encode()).decode()
+        response = client.get(f"/api/v1/searches/{search_id}/architectures",
+                              params={"cursor": cursor})
+        assert response.status_code == 422 and "cursor" in response.json()["detail"]
+        assert client.get(f"/searches/{search_id}", params={"cursor": cursor}
+                          ).status_code == 422
 
 
 def test_a_dataset_path_outside_the_datasets_folder_is_refused(client, tmp_path):
@@ -187,7 +228,6 @@ def test_searches_beyond_the_cap_wait_their_turn(client):
     assert statuses == ["finished"] * 3 and most_running == 1
 
 
-
 def test_a_search_cancelled_while_its_run_starts_stays_cancelled_and_holds_its_slot(client):
     """The run launched for a queued search may not have claimed it yet when it is cancelled:
     it must not run the search after all, nor may the next queued search start beside it
@@ -212,6 +252,7 @@ def test_a_search_cancelled_while_its_run_starts_stays_cancelled_and_holds_its_s
              .splitlines() if line.startswith("event: ")]
     assert "started" not in kinds and "claimed" not in kinds
 
+
 def test_events_stream_to_the_end_and_resume_from_last_event_id(client):
     search_id = launch(client, synthetic(architectures=4))
     wait_for(client, search_id)
@@ -228,9 +269,12 @@ def test_events_stream_to_the_end_and_resume_from_last_event_id(client):
 
 
 def image_zip(members):
+    """A zip of `members` ({name: bytes}, or (name, bytes) pairs: a name may repeat)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
+    pairs = members.items() if isinstance(members, dict) else members
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name
+        for name, data in pairs:
             archive.writestr(name, data)
     return buffer.getvalue()
 
@@ -256,6 +300,10 @@ def test_datasets_upload_and_hostile_archives(client, tmp_path):
         "not an archive": os.urandom(2048),
         "one class": image_zip({"cats/0.png": png()}),
         "broken image": image_zip(good | {"dogs/x.png": b"not a png"}),
+        "a member twice": image_zip([*good.items(), ("cats/0.png", png())]),
+        "a file where a folder is": image_zip([("birds", b"x"), *good.items(),
+                                               ("birds/0.png", png())]),
+        "a folder where a file is": image_zip([*good.items(), ("cats/0.png/", b"")]),
     }
     for reason, content in hostile.items():
         response = client.post("/api/v1/datasets", headers=AUTH,

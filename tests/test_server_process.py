@@ -5,9 +5,11 @@ export run in a fresh interpreter; the server killed and started again while a s
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -42,6 +44,89 @@ def follow(url, search_id, timeout=300):
                 if kind == "end":
                     break
     return events
+
+
+def test_a_last_event_id_that_is_no_number_streams_from_the_start(server):
+    """`Last-Event-ID: ²` (latin-1 0xb2: `str.isdigit()` takes it, `int()` does not)."""
+    synthetic = {"name": "sse", "evaluator": {"name": "synthetic"}, "strategy": {"name": "random"},
+                 "budget": {"architectures": 3}, "samples_per_step": 1}
+    search_id = httpx.post(f"{server.url}/api/v1/searches", json=synthetic, headers=AUTH,
+                           timeout=30).json()["id"]
+    assert follow(server.url, search_id)[-1][0] == "end"
+    streams = []
+    for header in ({}, {"Last-Event-ID": b"\xb2"}):
+        with httpx.stream("GET", f"{server.url}/api/v1/searches/{search_id}/events",
+                          headers=header, timeout=30) as stream:
+            streams.append([line for line in stream.iter_lines() if line.startswith("id: ")])
+    assert streams[0] and streams[1] == streams[0]
+
+
+def test_concurrent_resumes_queue_a_search_once_and_log_only_that_one(server):
+    synthetic = {"name": "resumes", "evaluator": {"name": "synthetic", "synthetic_seconds": 0.05},
+                 "strategy": {"name": "random"}, "budget": {"architectures": 400},
+                 "samples_per_step": 1}
+    search_id = httpx.post(f"{server.url}/api/v1/searches", json=synthetic, headers=AUTH,
+                           timeout=30).json()["id"]
+    action = f"{server.url}/api/v1/searches/{search_id}"
+    assert httpx.post(f"{action}/cancel", headers=AUTH, timeout=30).status_code == 200
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(lambda _: httpx.post(f"{action}/resume", headers=AUTH,
+                                                     timeout=30).status_code, range(6)))
+    assert codes == [200] + [409] * 5
+    assert httpx.post(f"{action}/cancel", headers=AUTH, timeout=30).status_code == 200
+    kinds = [kind for kind, _ in follow(server.url, search_id)]
+    assert kinds.count("resume") == 1 and kinds.count("cancel") == 2
+
+
+def raw_answer(server, request: bytes, timeout=20.0) -> str:
+    """The status line the server answers to `request` sent as is (its body cut short)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as connection:
+        connection.sendall(request)
+        try:
+            return connection.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+        except TimeoutError:
+            return "no answer: the server waits for the body"
+
+
+@pytest.fixture
+def small_uploads(tmp_path):
+    started = Server(tmp_path)
+    started.env["NAS_MAX_UPLOAD_MB"] = "1"
+    started.start()
+    yield started
+    started.stop()
+
+
+def test_a_write_is_refused_before_its_body_is_read(small_uploads):
+    """A client without the token, or with a body beyond the route's limit, gets its answer
+    from the headers alone: the server never receives the announced 300 MB."""
+    head = ("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+            "Content-Length: 314572800\r\n{auth}\r\n")
+    upload = {"path": "/api/v1/datasets", "kind": "multipart/form-data; boundary=b"}
+    config = {"path": "/api/v1/searches", "kind": "application/json"}
+    bearer = f"Authorization: Bearer {TOKEN}\r\n"
+    for fields, auth, status in ((upload, "", "401"), (config, "", "401"),
+                                 (upload, bearer, "413"), (config, bearer, "413")):
+        request = head.format(auth=auth, **fields).encode() + b"--b\r\n" + b"x" * 1000
+        assert raw_answer(small_uploads, request).split(" ")[1:2] == [status], (fields, auth)
+
+
+def test_a_chunked_body_is_cut_off_past_the_limit(small_uploads):
+    def chunks(head=b""):
+        yield head
+        for _ in range(64):  # 4 MiB against the 1 MiB limit
+            yield os.urandom(1 << 16)
+
+    part = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.zip"\r\n'
+            b"Content-Type: application/zip\r\n\r\n")
+    response = httpx.post(f"{small_uploads.url}/api/v1/datasets", content=chunks(part),
+                          headers=AUTH | {"Content-Type": "multipart/form-data; boundary=b"},
+                          timeout=60)
+    assert response.status_code == 413 and "larger" in response.json()["detail"]
+    big = httpx.post(f"{small_uploads.url}/api/v1/searches", headers=AUTH, timeout=60,
+                     content=chunks())
+    assert big.status_code == 413
+    assert httpx.get(f"{small_uploads.url}/readyz", timeout=10).status_code == 200
 
 
 @pytest.mark.slow

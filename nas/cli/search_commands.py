@@ -315,7 +315,7 @@ def _remote_rows() -> list[dict[str, Any]]:
 @app.command()
 def show(
     search_id: Annotated[str, typer.Argument(help="id from `nas searches`")],
-    top: Annotated[int, typer.Option(min=1, help="how many architectures")] = 5,
+    top: Annotated[int, typer.Option(min=1, max=100, help="how many architectures")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     svg: Annotated[Path | None, typer.Option(
         "--svg", metavar="FILE", help="write the best architecture's cells as SVG to FILE")] = None,

@@ -94,8 +94,10 @@ def train(
 
 @zoo_app.command("list")
 def zoo_list(
-    cells: Annotated[int, typer.Option(min=1, help="normal cells per stage (cells)")] = 2,
-    channels: Annotated[int, typer.Option(min=2, help="initial channels (cells)")] = 16,
+    cells: Annotated[int, typer.Option(min=1, max=zoo.MAX_CELLS,
+                                       help="normal cells per stage (cells)")] = 2,
+    channels: Annotated[int, typer.Option(min=2, max=zoo.MAX_CHANNELS,
+                                          help="initial channels (cells)")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
     """The zoo and the reference cells, with parameters, multiply-adds and CPU latency at CIFAR

@@ -79,14 +79,21 @@ def _extract(archive: Path, target: Path, limits: ArchiveLimits) -> None:
             continue
         destination = target.joinpath(*relative.parts)
         if member.is_dir:
-            destination.mkdir(parents=True, exist_ok=True)
+            _make_folder(destination, member.name)
             continue
         files += 1
         if files > limits.max_files:
             raise DatasetError(f"the archive has more than {limits.max_files} files")
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(destination.parent, member.name)
+        try:
+            sink = open(destination, "xb")  # noqa: SIM115  (closed below)
+        except FileExistsError:
+            raise DatasetError(f"archive member {member.name!r} is in it twice") from None
+        except OSError:  # a folder of that name, or a file where its folder should be
+            raise DatasetError(f"archive member {member.name!r} clashes with another member "
+                               f"of the same path") from None
         written = 0
-        with member.open() as source, open(destination, "xb") as sink:
+        with member.open() as source, sink:
             while chunk := source.read(CHUNK):
                 written += len(chunk)
                 total += len(chunk)
@@ -101,6 +108,14 @@ def _extract(archive: Path, target: Path, limits: ArchiveLimits) -> None:
                         f"(limits: {_size(limits.max_total_bytes)}, "
                         f"{limits.max_ratio:g}x its {_size(compressed)}): refused as a zip bomb")
                 sink.write(chunk)
+
+
+def _make_folder(folder: Path, member: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file of that name, or under one
+        raise DatasetError(f"archive member {member!r} clashes with another member of the "
+                           f"same path") from None
 
 
 def _members(archive: Path) -> Iterator[_Member]:

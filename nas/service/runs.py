@@ -71,8 +71,8 @@ class ProcessLauncher:
         with open(logs / f"search-{search_id}.log", "ab") as log:
             self._processes[search_id] = subprocess.Popen(
                 [sys.executable, "-c", "from nas.cli import main; main()", "resume", search_id,
-                 "--json", "--scheduled"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True)
+                 "--json", "--scheduled"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
     def alive(self, search_id: str) -> bool:
         process = self._processes.get(search_id)
@@ -137,9 +137,10 @@ class RunScheduler:
     def stop(self, search_id: str) -> None:
         """The search was cancelled: its run stops at its next step (one launched but not
         started yet refuses to claim it), or is stopped after `stop_grace_seconds`. Its slot
-        stays taken until the run has ended."""
+        stays taken (in `_stopping`) until the run has ended."""
         with self._lock:
             self._stopping[search_id] = time.monotonic() + self.stop_grace_seconds
+            self._launched.pop(search_id, None)  # whatever it does now, it is not a new run
         self.wake()
 
     def check_resources(self, config: SearchConfig) -> None:

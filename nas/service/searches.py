@@ -80,8 +80,8 @@ def cancel(store: Store, search_id: str) -> SearchRecord:
     if record.status not in ACTIVE_STATUSES:
         raise Conflict(f"search {search_id} is {record.status}; only a queued or running "
                        f"search can be cancelled")
-    store.add_event(search_id, "cancel", "cancel requested")
-    return store.set_status(search_id, SearchStatus.CANCELLED, error="cancelled by the user")
+    return store.set_status(search_id, SearchStatus.CANCELLED, error="cancelled by the user",
+                            only_from=ACTIVE_STATUSES, event=("cancel", "cancel requested"))
 
 
 def resume(store: Store, search_id: str) -> SearchRecord:
@@ -91,8 +91,8 @@ def resume(store: Store, search_id: str) -> SearchRecord:
     if record.status not in RESUMABLE_STATUSES:
         raise Conflict(f"search {search_id} is {record.status}; only a failed, cancelled or "
                        f"interrupted search can be resumed")
-    store.add_event(search_id, "resume", "resume requested")
-    return store.set_status(search_id, SearchStatus.QUEUED)
+    return store.set_status(search_id, SearchStatus.QUEUED, only_from=RESUMABLE_STATUSES,
+                            event=("resume", "resume requested"))
 
 
 def delete(store: Store, search_id: str) -> None:

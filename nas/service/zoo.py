@@ -86,6 +86,9 @@ def measure(architecture: Architecture, cells: int, channels: int) -> dict[str, 
             "latency_threads": FORWARD_THREADS}
 
 
+MAX_CELLS, MAX_CHANNELS = 8, 64  # the reference cells' largest sizes a listing builds
+
+
 @lru_cache(maxsize=8)
 def listing(cells: int = 2, channels: int = 16) -> tuple[dict, ...]:
     """One row per architecture: name, kind, parameters, multiply-adds and CPU latency for 10

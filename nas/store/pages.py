@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -22,6 +23,17 @@ SORT_COLUMNS = {
     "latency_ms": Architecture.latency_ms,
 }
 DESCENDING_BY_DEFAULT = frozenset({"reward", "accuracy"})
+SQL_INT_MAX = 2**63 - 1  # the largest id or value an integer column can hold
+
+
+def storable(value: Any) -> bool:
+    """Whether a number from a request can be compared with a column at all: an integer of
+    64 bits, or a finite float (SQLite and PostgreSQL refuse the rest with a driver error)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -SQL_INT_MAX - 1 <= value <= SQL_INT_MAX
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 class InvalidCursor(ValueError):
@@ -44,7 +56,8 @@ def decode_cursor(cursor: str) -> tuple[Any, Any]:
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError, UnicodeError):
         raise InvalidCursor(f"invalid page cursor {cursor[:40]!r}") from None
-    if isinstance(value, (dict, list)) or isinstance(row_id, (dict, list)) or row_id is None:
+    if (isinstance(value, (dict, list)) or isinstance(row_id, (dict, list)) or row_id is None
+            or not storable(value) or not storable(row_id)):
         raise InvalidCursor(f"invalid page cursor {cursor[:40]!r}")
     return value, row_id
 

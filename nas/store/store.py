@@ -42,7 +42,7 @@ from .models import (
     SearchStatus,
     utcnow,
 )
-from .pages import PageQueries
+from .pages import PageQueries, storable
 from .records import ArchitectureRecord, CheckpointRecord, EventRecord, Lease, SearchRecord
 from .retry import OPEN_ERRORS, describe_open_error, grace_seconds, masked, retried
 
@@ -347,14 +347,21 @@ class Store(PageQueries):
 
     @retried
     def set_status(
-        self, search_id: str, status: SearchStatus, error: str | None = None
+        self, search_id: str, status: SearchStatus, error: str | None = None, *,
+        only_from: frozenset[SearchStatus] | None = None, event: tuple[str, str] | None = None,
     ) -> SearchRecord:
         """Move a search along its lifecycle (see `SEARCH_TRANSITIONS`); `error` replaces the
         previous one. Entering `running` the first time sets `started_at`; ending sets
-        `finished_at`, and going back to queued/running clears it."""
+        `finished_at`, and going back to queued/running clears it. With `only_from`, only a
+        search in one of those statuses moves (`InvalidTransition` otherwise); `event` (kind,
+        message) is logged in the same transaction, so only when the search moved."""
         status = SearchStatus(status)
         with self._session(write=True) as session:
             search = self._search(session, search_id, for_update=True)
+            if only_from is not None and search.status not in only_from:
+                raise InvalidTransition(
+                    f"search {search_id} is {search.status} now; only a search that is "
+                    f"{' or '.join(sorted(only_from))} can go to {status}")
             allowed = SEARCH_TRANSITIONS[search.status]
             if status not in allowed:
                 options = ", ".join(sorted(allowed)) or f"none: {search.status} is final"
@@ -368,6 +375,8 @@ class Store(PageQueries):
             search.finished_at = now if status in ENDED_STATUSES else None
             search.status = status
             search.error = error
+            if event is not None:
+                session.add(Event(search_id=search_id, kind=event[0], message=event[1]))
             session.flush()
             return self._search_record(session, search_id)
 
@@ -616,7 +625,8 @@ class Store(PageQueries):
     def _architecture(
         self, session: Session, architecture_id: int, for_update: bool = False
     ) -> Architecture:
-        row = session.get(Architecture, architecture_id, with_for_update=for_update)
+        row = None if not storable(architecture_id) else session.get(
+            Architecture, architecture_id, with_for_update=for_update)
         if row is None:
             raise UnknownArchitecture(f"unknown architecture id {architecture_id}")
         return row

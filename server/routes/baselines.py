@@ -46,8 +46,7 @@ def train_baselines(search_id: str, _: WriteAccess, store: StoreDep, settings: S
     background; they are recorded in the search with role "zoo". A server whose
     `allowed_evaluators` leave out `standalone` trains no network from scratch, so no
     baselines either."""
-    if settings.allowed_evaluators is not None and (
-            "standalone" not in settings.allowed_evaluators):
+    if not settings.trains_from_scratch:
         raise InvalidInput(f"this server trains no network from scratch (evaluators: "
                            f"{', '.join(settings.allowed_evaluators)}), so no zoo baselines")
     rows = baselines.launch(store, search_id, (body or BaselinesIn()).archs,

@@ -45,6 +45,10 @@ def launch(config: SearchConfig, _: WriteAccess, store: StoreDep, settings: Sett
             config.evaluator.name not in settings.allowed_evaluators):
         raise InvalidInput(f"evaluator.name: this server runs only "
                            f"{', '.join(settings.allowed_evaluators)}")
+    if config.evaluator.retrain_top and not settings.trains_from_scratch:
+        raise InvalidInput(f"evaluator.retrain_top: this server trains no network from "
+                           f"scratch (evaluators: {', '.join(settings.allowed_evaluators)}); "
+                           f"leave it at 0")
     cap = settings.max_budget_architectures
     if cap is not None and (config.budget.architectures is None
                             or config.budget.architectures > cap):

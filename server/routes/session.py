@@ -18,7 +18,7 @@ def sign_in(body: SessionIn, response: Response, settings: SettingsDep) -> Sessi
     token = settings.token()
     if token is None:
         return SessionOut(csrf_token="")  # an open server: nothing to sign in to
-    if not hmac.compare_digest(body.token.encode(), token.encode()):
+    if not hmac.compare_digest(body.token.encode("utf-8", "surrogatepass"), token.encode()):
         raise HTTPException(401, "wrong API token")
     cookie, csrf = new_session(token)
     response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", path="/")

@@ -26,8 +26,9 @@ class ZooEntry(BaseModel):
 
 
 @router.get("", response_model=list[ZooEntry], responses=errors(401, 422))
-async def list_zoo(_: ReadAccess, cells: Annotated[int, Query(ge=1, le=8)] = 2,
-                   channels: Annotated[int, Query(ge=2, le=64)] = 16) -> list[ZooEntry]:
+async def list_zoo(_: ReadAccess, cells: Annotated[int, Query(ge=1, le=zoo.MAX_CELLS)] = 2,
+                   channels: Annotated[int, Query(ge=2, le=zoo.MAX_CHANNELS)] = 16
+                   ) -> list[ZooEntry]:
     """Every zoo network and reference cell, sized at CIFAR size (3x32x32, 10 classes);
     `cells` and `channels` size the reference cells' networks."""
     rows = await run_in_threadpool(zoo.listing, cells, channels)
