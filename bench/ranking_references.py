@@ -158,8 +158,8 @@ def render(result: dict) -> str:
         + ", ".join(f"{tau_text(value)} (its {name})" for name, value in agree.items())
         + f"; the parameter count at {tau_text(result['params'])}.",
         "",
-        f"Each supernet's kept scores (`bench/ranking.py`'s, no new scoring; the uniform one's "
-        "seeds 1 to 4: section \"Ranking fidelity across supernet seeds\") "
+        f"Each supernet's kept scores (`bench/ranking.py`'s, no new scoring; a recipe's other "
+        "seeds follow it: sections \"Ranking fidelity across supernet seeds\") "
         f"against the {epochs}-epoch reference: Kendall's tau, for the batch draws their mean "
         "over 200 draws, for the whole split with its 95% bootstrap interval.",
         "",

@@ -19,7 +19,7 @@ No supernet is trained or scored here:
     .venv/bin/python bench/ranking_seeds.py [--recipe 10-epochs] [--no-docs]
 
 Writes `bench/results/ranking/seeds-<recipe>.json` and the docs section "Ranking fidelity
-across supernet seeds".
+across supernet seeds" (another recipe's: "..., recipe <recipe>").
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from ranking_references import trained, whole_split
 from nas.ranking import agreement
 
 CACHE = ROOT / "bench" / "results" / "ranking"
+DEFAULT_RECIPE = "10-epochs"
+TITLE = "Ranking fidelity across supernet seeds (bench/ranking_seeds.py)"
 SHORT = DEFAULT_STANDALONE_EPOCHS["cifar"]
 LONGER = 5
 # the scorings, each by the accuracy and by the loss: (name, batches drawn, own or shared)
@@ -89,7 +91,7 @@ def ensemble_rows(outcomes: dict[int, np.ndarray], reference: list[float]) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="10-epochs",
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE,
                         help="the supernet recipe as bench/ranking.py names its scores file "
                         "(scores-<recipe>.json, scores-<recipe>-seedS.json)")
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -129,8 +131,8 @@ def main() -> None:
     out = args.cache / f"seeds-{args.recipe}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     if not args.no_docs:
-        write_section("Ranking fidelity across supernet seeds (bench/ranking_seeds.py)",
-                      render(result))
+        title = TITLE if args.recipe == DEFAULT_RECIPE else f"{TITLE}, recipe {args.recipe}"
+        write_section(title, render(result))
     print(json.dumps(result, indent=2))
 
 
