@@ -17,6 +17,7 @@ from nas.service.errors import STATUS_BY_TYPE
 from nas.service.runs import Launcher, ProcessLauncher, RunScheduler
 from nas.store import Store
 from server.errors import error_response, validation_response
+from server.head import HeadAsGet
 from server.limits import RequestLimits
 from server.metrics import Metrics
 from server.routes import (
@@ -63,6 +64,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state.store)
     app.add_middleware(RequestLimits)  # inside the metrics: its refusals are counted
     app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(HeadAsGet)
     app.add_exception_handler(RequestValidationError, validation_response)
     for error_type, _ in STATUS_BY_TYPE:
         app.add_exception_handler(error_type, error_response)

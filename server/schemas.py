@@ -150,7 +150,7 @@ ERROR_DESCRIPTIONS = {
     403: "a write made with the dashboard's session cookie lacks its CSRF token",
     404: "no such resource",
     409: "the request contradicts the current state",
-    413: "the upload is larger than the server accepts",
+    413: "the request body is larger than the server accepts",
     422: "invalid input: the detail names the field and the reason",
 }
 

@@ -15,6 +15,7 @@ from searchspace.genotype import Genotype
 
 TOKEN = "dash-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+YAML = {"Content-Type": "application/yaml"}  # what the dashboard's script sends
 SVG = "{http://www.w3.org/2000/svg}"
 GENOTYPE = Genotype(
     normal=((0, "sep_conv_3x3", 1, "identity"), (1, "avg_pool_3x3", 1, "sep_conv_5x5"),
@@ -79,13 +80,44 @@ def synthetic_yaml(name="dash", architectures=6):
 
 
 def test_the_yaml_launch_needs_the_session_and_its_csrf_token(client):
-    assert client.post("/dashboard/searches", content=synthetic_yaml()).status_code == 401
+    assert client.post("/dashboard/searches", content=synthetic_yaml(),
+                       headers=YAML).status_code == 401
     csrf = client.post("/session", json={"token": TOKEN}).json()["csrf_token"]
-    assert client.post("/dashboard/searches", content=synthetic_yaml()).status_code == 403
+    assert client.post("/dashboard/searches", content=synthetic_yaml(),
+                       headers=YAML).status_code == 403
     launched = client.post("/dashboard/searches", content=synthetic_yaml(),
-                           headers={"X-CSRF-Token": csrf})
+                           headers={"X-CSRF-Token": csrf} | YAML)
     assert launched.status_code == 201, launched.text
     assert client.get(f"/api/v1/searches/{launched.json()['id']}").json()["name"] == "dash"
+
+
+def test_an_open_servers_yaml_launch_refuses_what_another_sites_form_can_send(tmp_path,
+                                                                             monkeypatch):
+    """Without a token there is no session to forge, but a page of another site can still
+    POST a form (text/plain, urlencoded, multipart: no CORS preflight) to a server on
+    localhost; only the YAML media type the dashboard sends is accepted."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NAS_THREADS", "1")
+    settings = ServerSettings(api_token=None, runner="process", home=tmp_path / "home",
+                              database_url=f"sqlite:///{tmp_path / 'nas.db'}")
+    try:
+        with TestClient(create_app(settings)) as client:
+            for kind in ("text/plain", "application/x-www-form-urlencoded",
+                         "multipart/form-data; boundary=x", None):
+                response = client.post("/dashboard/searches", content=synthetic_yaml(),
+                                       headers={"Content-Type": kind} if kind else {})
+                assert response.status_code == 415, (kind, response.text)
+                assert "application/yaml" in response.json()["detail"]
+            assert client.get("/api/v1/searches").json()["items"] == []
+            assert client.post("/dashboard/searches", content=synthetic_yaml(),
+                               headers=YAML).status_code == 201
+    finally:
+        stop_runs_of(tmp_path / "home")
 
 
 @pytest.mark.parametrize(("body", "detail"), [
@@ -97,13 +129,14 @@ def test_the_yaml_launch_needs_the_session_and_its_csrf_token(client):
     (b"name: x\nbudget: {architectures: -1}\n", "budget.architectures"),
 ])
 def test_a_bad_yaml_launch_is_a_422_and_stores_nothing(client, body, detail):
-    response = client.post("/dashboard/searches", content=body, headers=AUTH)
+    response = client.post("/dashboard/searches", content=body, headers=AUTH | YAML)
     assert response.status_code == 422 and detail in response.json()["detail"]
     assert client.get("/api/v1/searches").json()["items"] == []
 
 
 def test_pages_escape_user_text_and_show_tables_without_javascript(client):
-    response = client.post("/dashboard/searches", content=synthetic_yaml(HOSTILE), headers=AUTH)
+    response = client.post("/dashboard/searches", content=synthetic_yaml(HOSTILE),
+                           headers=AUTH | YAML)
     search_id = response.json()["id"]
     wait_for(client, search_id)
     index = client.get("/")

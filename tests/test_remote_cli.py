@@ -1,10 +1,12 @@
 """`nas --server URL`: the search commands against a real `nas serve`, with the token and no
 database of their own (NAS_DATABASE_URL points nowhere usable)."""
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from servers import NAS, TOKEN, Server, free_port
@@ -96,3 +98,64 @@ def test_baselines_through_the_api_train_on_the_server_and_show(server):
             break
         time.sleep(2)
     assert shown["name"] == "lenet5" and shown["state"] == "COMPLETE", shown
+
+
+class ForeignServer:
+    """A real HTTP server on 127.0.0.1 that is not the nas-service API: every request gets the
+    same answer (a proxy's redirect, a web page, JSON of another shape)."""
+
+    def __init__(self, status, content_type, body, headers=()):
+        answer = (status, content_type, body, dict(headers))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                code, kind, content, extra = answer
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(content)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize(("answer", "arguments", "message"), [
+    ((301, "text/html", b"", {"Location": "https://example.org/"}), ("delete", "abc"),
+     "redirect to https://example.org/"),
+    ((200, "text/html", b"<html>hello</html>", {}), ("delete", "abc"), "not the nas-service"),
+    ((200, "text/html", b"<html>hello</html>", {}), ("searches",), "text/html"),
+    ((200, "application/json", b"[1, 2]", {}), ("searches",), "cannot read"),
+    ((200, "application/json", b'{"items": "zz"}', {}), ("searches",), "cannot read"),
+    ((200, "application/json", b'{"items": [{"id": "x"}]}', {}), ("searches",), "cannot read"),
+    ((200, "application/json", b"{not json", {}), ("show", "abc"), "cannot read"),
+])
+def test_a_server_that_is_not_the_api_is_one_line_and_nothing_claims_success(answer, arguments,
+                                                                            message):
+    foreign = ForeignServer(*answer)
+    try:
+        result = nas(foreign.url, *arguments)
+    finally:
+        foreign.close()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "deleted" not in result.stdout
+
+
+def test_a_malformed_server_url_is_one_line():
+    result = nas("http://[::1", "searches")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -78,6 +78,16 @@ def test_concurrent_resumes_queue_a_search_once_and_log_only_that_one(server):
     assert kinds.count("resume") == 1 and kinds.count("cancel") == 2
 
 
+def test_head_answers_every_page_and_read_as_its_get_does(server):
+    for path in ("/", "/healthz", "/readyz", "/metrics", "/api/v1/searches",
+                 "/static/dashboard.css"):
+        got = httpx.get(f"{server.url}{path}", timeout=120)
+        head = httpx.head(f"{server.url}{path}", timeout=120)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert httpx.head(f"{server.url}/api/v1/searches/nosuch", timeout=30).status_code == 404
+
+
 def raw_answer(server, request: bytes, timeout=20.0) -> str:
     """The status line the server answers to `request` sent as is (its body cut short)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as connection:

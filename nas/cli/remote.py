@@ -40,21 +40,46 @@ class Remote:
         token = token if token is not None else os.environ.get("NAS_API_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url
-        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+        try:
+            self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as error:
+            raise UserError(f"invalid server URL {url!r}: {error}") from None
 
     def __enter__(self) -> Remote:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: object) -> None:
         self.http.close()
+        if isinstance(error, (KeyError, TypeError, ValueError)) and not isinstance(
+                error, UserError):  # an answer of another shape than the API's
+            raise RemoteError(f"{self.url}: an answer this client cannot read (is it the "
+                              f"nas-service API, of this version?): {type(error).__name__}: "
+                              f"{error}") from None
 
-    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, expect: str = "json",
+                **options: Any) -> httpx.Response:
+        """The server's answer to `method path`: a 2xx (204 when `expect` is "nothing"),
+        JSON when `expect` is "json"; `RemoteError` for anything else."""
         try:
             response = self.http.request(method, path, **options)
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise Unavailable(f"cannot reach the server at {self.url}: {error}") from None
         if response.status_code >= 400:
             raise RemoteError(f"{self.url}: {_detail(response)}")
+        if response.is_redirect:
+            raise RemoteError(f"{self.url}: answered {response.status_code}, a redirect to "
+                              f"{response.headers.get('location', '?')}: pass that address "
+                              f"as --server")
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        unexpected = (not response.is_success
+                      or (expect == "nothing" and response.status_code != 204)
+                      or (expect == "json" and kind != "application/json"))
+        if unexpected:
+            raise RemoteError(f"{self.url}: answered {response.status_code} "
+                              f"{kind or 'without a content type'} to {method} {path}, not "
+                              f"the nas-service API's answer (a wrong URL, or a proxy in "
+                              f"between?)")
         return response
 
     def searches(self, limit: int = 200) -> list[dict[str, Any]]:
@@ -87,7 +112,7 @@ class Remote:
         return self.request("POST", f"/api/v1/searches/{search_id}/{action}").json()
 
     def delete(self, search_id: str) -> None:
-        self.request("DELETE", f"/api/v1/searches/{search_id}")
+        self.request("DELETE", f"/api/v1/searches/{search_id}", expect="nothing")
 
     def latest_finished(self) -> str:
         params = {"status": str(SearchStatus.FINISHED), "limit": 1}
@@ -99,7 +124,7 @@ class Remote:
     def export(self, architecture_id: int, fmt: str, stem: str | None) -> tuple[str, bytes]:
         params = {"format": fmt} | ({"stem": stem} if stem else {})
         response = self.request("GET", f"/api/v1/architectures/{architecture_id}/export",
-                                params=params, timeout=600)
+                                expect="bytes", params=params, timeout=600)
         disposition = response.headers.get("content-disposition", "")
         filename = disposition.partition('filename="')[2].rstrip('"') or "export"
         return filename, response.content

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from nas.config import parse_config
 from nas.service import architectures as architecture_service
 from nas.service import searches as search_service
-from nas.service.errors import InvalidInput, describe
+from nas.service.errors import InvalidInput, UserError, describe
 from nas.states import ACTIVE_STATUSES, RESUMABLE_STATUSES, ArchitectureRole, SearchStatus
 from nas.store import (
     ArchitectureRecord,
@@ -60,6 +60,16 @@ EXPORT_FORMATS = ("py", "torchscript", "onnx", "state-dict")
 TABLE_ROWS = 25
 CHART_POINTS = 20_000
 MAX_CONFIG_BYTES = 64 * 1024
+# A YAML media type is what the dashboard sends; no form of another site can send one without
+# a CORS preflight, which this server never grants (cross-site request forgery, on an open
+# server too).
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+class NotYaml(UserError):
+    status = 415
+
+
 EXAMPLE_CONFIG = """\
 name: digits-enas
 seed: 0
@@ -231,6 +241,9 @@ async def launch_from_yaml(request: Request, _: WriteAccess, store: StoreDep,
                            settings: SettingsDep) -> SearchDetail:
     """Launch a search from the YAML config the dashboard's form sends: the same checks and
     the same service call as `POST /api/v1/searches` (it is that route's function)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in YAML_TYPES:
+        raise NotYaml(f"send the config as application/yaml (got {kind or 'no content type'})")
     config = parse_config(_yaml_mapping(await request.body()), source="config")
     return await run_in_threadpool(search_routes.launch, config, None, store, settings,
                                    request)
