@@ -6,6 +6,7 @@ checks (token + CSRF, dataset confinement, aliases refused)."""
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
 
 import pytest
 from servers import stop_runs_of, wait_for
@@ -55,8 +56,9 @@ def test_op_names_and_titles_are_escaped_in_the_drawing():
     assert len([g for g in both.iter(f"{SVG}g") if g.get("class") == "op-edge"]) == 4
 
 
-@pytest.fixture
-def client(tmp_path, monkeypatch):
+@contextmanager
+def served(tmp_path, monkeypatch, token):
+    """A TestClient over the real app on a SQLite file; `token` None: an open server."""
     from fastapi.testclient import TestClient
 
     from server.app import create_app
@@ -64,13 +66,19 @@ def client(tmp_path, monkeypatch):
 
     monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NAS_THREADS", "1")
-    settings = ServerSettings(api_token=TOKEN, runner="process", home=tmp_path / "home",
+    settings = ServerSettings(api_token=token, runner="process", home=tmp_path / "home",
                               database_url=f"sqlite:///{tmp_path / 'nas.db'}")
     try:
         with TestClient(create_app(settings)) as test_client:
             yield test_client
     finally:  # after the server: it launches no more
         stop_runs_of(tmp_path / "home")
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    with served(tmp_path, monkeypatch, TOKEN) as test_client:
+        yield test_client
 
 
 def synthetic_yaml(name="dash", architectures=6):
@@ -96,28 +104,16 @@ def test_an_open_servers_yaml_launch_refuses_what_another_sites_form_can_send(tm
     """Without a token there is no session to forge, but a page of another site can still
     POST a form (text/plain, urlencoded, multipart: no CORS preflight) to a server on
     localhost; only the YAML media type the dashboard sends is accepted."""
-    from fastapi.testclient import TestClient
-
-    from server.app import create_app
-    from server.settings import ServerSettings
-
-    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("NAS_THREADS", "1")
-    settings = ServerSettings(api_token=None, runner="process", home=tmp_path / "home",
-                              database_url=f"sqlite:///{tmp_path / 'nas.db'}")
-    try:
-        with TestClient(create_app(settings)) as client:
-            for kind in ("text/plain", "application/x-www-form-urlencoded",
-                         "multipart/form-data; boundary=x", None):
-                response = client.post("/dashboard/searches", content=synthetic_yaml(),
-                                       headers={"Content-Type": kind} if kind else {})
-                assert response.status_code == 415, (kind, response.text)
-                assert "application/yaml" in response.json()["detail"]
-            assert client.get("/api/v1/searches").json()["items"] == []
-            assert client.post("/dashboard/searches", content=synthetic_yaml(),
-                               headers=YAML).status_code == 201
-    finally:
-        stop_runs_of(tmp_path / "home")
+    with served(tmp_path, monkeypatch, token=None) as client:
+        for kind in ("text/plain", "application/x-www-form-urlencoded",
+                     "multipart/form-data; boundary=x", None):
+            response = client.post("/dashboard/searches", content=synthetic_yaml(),
+                                   headers={"Content-Type": kind} if kind else {})
+            assert response.status_code == 415, (kind, response.text)
+            assert "application/yaml" in response.json()["detail"]
+        assert client.get("/api/v1/searches").json()["items"] == []
+        assert client.post("/dashboard/searches", content=synthetic_yaml(),
+                           headers=YAML).status_code == 201
 
 
 @pytest.mark.parametrize(("body", "detail"), [

@@ -6,6 +6,7 @@ them; a strategy class registers itself with `@register_strategy` under its `nam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nas.strategies.base import (
@@ -29,7 +30,10 @@ def create(name: str, space: Any, *, seed: int = 0, **options: Any) -> Strategy:
     return STRATEGIES.create(name, space, seed=seed, **options)
 
 
-def validate_options(name: str, options: dict[str, Any]) -> StrategyOptions:
-    """The options of strategy `name`, checked as `create` checks them, without building the
-    strategy (no controller, no study, no global setting touched)."""
-    return STRATEGIES[name].Options(**options)
+def validate_options(name: str, options: dict[str, Any], ops: Sequence[str]
+                     ) -> StrategyOptions:
+    """The options of strategy `name` for a space of `ops`, checked as `create` checks them,
+    without building the strategy (no controller, no study, no global setting touched)."""
+    checked = STRATEGIES[name].Options(**options)
+    checked.check_ops(ops)
+    return checked

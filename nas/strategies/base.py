@@ -27,6 +27,9 @@ class StrategyOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    def check_ops(self, ops: Sequence[str]) -> None:
+        """`ValueError` when an option names an op the space (of these `ops`) lacks."""
+
 
 class Strategy(ABC):
     """Base class: `ask(n)` proposes, `tell(genotypes, rewards)` learns."""

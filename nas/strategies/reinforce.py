@@ -76,6 +76,12 @@ class ReinforceOptions(StrategyOptions):
                     "states' keys (ENAS)",
     )
 
+    def check_ops(self, ops: Sequence[str]) -> None:
+        unknown = sorted(set(self.op_prior) - set(ops))
+        if unknown:
+            raise ValueError(f"strategy.op_prior names ops not in the space: "
+                             f"{', '.join(unknown)}")
+
 
 @dataclass
 class Decisions:
@@ -162,9 +168,7 @@ class Controller(nn.Module):
                 if decision.kind == "input")
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -0.1, 0.1)
-        unknown = sorted(set(options.op_prior) - set(space.ops))
-        if unknown:
-            raise ValueError(f"op_prior names ops not in the space: {', '.join(unknown)}")
+        options.check_ops(space.ops)
         self.register_buffer("op_prior", torch.tensor(
             [options.op_prior.get(op, 0.0) for op in space.ops]), persistent=False)
 
