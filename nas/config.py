@@ -23,6 +23,7 @@ from nas.data import DATASETS
 from nas.objective import objective_reward, uses_latency, uses_multiply_adds, uses_params
 from nas.paths import datasets_dir
 from nas.seeding import Seed
+from nas.strict_yaml import load_yaml
 from searchspace.genotype import CELL_NAMES
 from searchspace.spaces import DEFAULT_OPS, ENAS_OPS, SearchSpace
 
@@ -417,7 +418,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
     """Read a YAML (or JSON) config file, apply `overrides` (nested dicts), validate."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as error:

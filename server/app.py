@@ -65,10 +65,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(RequestLimits)  # inside the metrics: its refusals are counted
     app.middleware("http")(app.state.metrics.middleware)
     app.add_middleware(HeadAsGet)
-    app.add_exception_handler(RequestValidationError, validation_response)
+    # JSON for the API; a dashboard page's errors are pages (same status, same message)
+    app.add_exception_handler(RequestValidationError, dashboard.html_errors(validation_response))
     for error_type, _ in STATUS_BY_TYPE:
-        app.add_exception_handler(error_type, error_response)
-    app.add_exception_handler(Exception, error_response)  # a bug: JSON 500, no traceback
+        app.add_exception_handler(error_type, dashboard.html_errors(error_response))
+    # a bug: a 500 without a traceback
+    app.add_exception_handler(Exception, dashboard.html_errors(error_response))
     for module in (health, session, searches, baselines, architectures, datasets, zoo):
         app.include_router(module.router)
     dashboard.install(app)

@@ -60,6 +60,15 @@ def test_budget_seconds_in_a_config_file(env, tmp_path, seconds):
     assert searches(env) == 0
 
 
+def test_a_key_given_twice_in_a_config_file_is_refused_with_both_lines(env, tmp_path):
+    config = tmp_path / "search.yaml"  # the second budget would silently win
+    config.write_text("evaluator: {name: synthetic}\nbudget: {architectures: 4}\n"
+                      "seed: 1\nbudget: {architectures: 4000}\n")
+    assert_user_error(nas(env, "search", "-c", str(config), check=False),
+                      "found key 'budget' again (first given on line 2)", "line 4")
+    assert searches(env) == 0
+
+
 @pytest.mark.parametrize("seed", [str(2**63), "-1", str(10**30)])
 def test_seed_out_of_range_says_the_range(env, seed):
     result = nas(env, "search", *SYNTHETIC, "--seed", seed, check=False)

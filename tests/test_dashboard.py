@@ -120,6 +120,7 @@ def test_an_open_servers_yaml_launch_refuses_what_another_sites_form_can_send(tm
     (b"name: x\ndataset: {name: imagefolder, path: /etc}\n", "outside the folders"),
     (b"a: &x [1, 2]\nb: *x\n", "aliases"),
     (b"name: [unclosed\n", "invalid YAML"),
+    (b"name: x\nbudget: {architectures: 4, architectures: 9}\n", "found key 'architectures' again"),
     (b"- a list\n", "expected a mapping"),
     (b"\xff\xfe", "not UTF-8"),
     (b"name: x\nbudget: {architectures: -1}\n", "budget.architectures"),
@@ -151,6 +152,27 @@ def test_pages_escape_user_text_and_show_tables_without_javascript(client):
     assert f'/api/v1/architectures/{best["id"]}/export?format=py' in architecture.text
     assert client.get("/searches/nope").status_code == 404
     assert client.get("/architectures/123456").status_code == 404
+
+
+def test_a_pages_bad_request_is_a_page_with_its_status_and_the_api_keeps_json(client):
+    search_id = client.post("/dashboard/searches", content=synthetic_yaml(),
+                            headers=AUTH | YAML).json()["id"]
+    wait_for(client, search_id)
+    for path, params, status, says in [
+        (f"/searches/{search_id}", {"sort": "bogus"}, 422, "query parameter sort: Input should"),
+        (f"/searches/{search_id}", {"cursor": "x" * 600}, 422, "query parameter cursor"),
+        (f"/searches/{search_id}", {"cursor": "not-a-cursor"}, 422, "cursor"),
+        ("/architectures/abc", {}, 422, "path parameter architecture_id"),
+        ("/architectures/9223372036854775808", {}, 404, "9223372036854775808"),
+        ("/", {"cursor": "<b>not-a-cursor</b>"}, 422, "cursor"),
+    ]:
+        response = client.get(path, params=params)
+        assert response.status_code == status, (path, params, response.text)
+        assert response.headers["content-type"].startswith("text/html"), (path, params)
+        assert says in response.text and "<b>not" not in response.text, response.text
+        assert 'href="/"' in response.text  # the way back to the searches
+    api = client.get(f"/api/v1/searches/{search_id}/architectures", params={"sort": "bogus"})
+    assert api.status_code == 422 and api.json()["detail"][0]["loc"] == ["query", "sort"]
 
 
 def test_pages_ask_to_sign_in_when_reads_are_protected(tmp_path, monkeypatch):

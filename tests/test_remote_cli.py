@@ -104,12 +104,13 @@ class ForeignServer:
     """A real HTTP server on 127.0.0.1 that is not the nas-service API: every request gets the
     same answer (a proxy's redirect, a web page, JSON of another shape)."""
 
-    def __init__(self, status, content_type, body, headers=()):
+    def __init__(self, status, content_type, body, headers=(), events=None):
         answer = (status, content_type, body, dict(headers))
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self):
-                code, kind, content, extra = answer
+                code, kind, content, extra = (
+                    (*events, {}) if events and self.path.endswith("/events") else answer)
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(content)))
@@ -153,6 +154,27 @@ def test_a_server_that_is_not_the_api_is_one_line_and_nothing_claims_success(ans
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "deleted" not in result.stdout
+
+
+SEARCH = json.dumps({"id": "abc", "status": "queued", "budget": {"architectures": 4}}).encode()
+
+
+@pytest.mark.parametrize(("events", "message"), [
+    ((200, "text/html", b"<html>hello</html>"), "text/html to GET /api/v1/searches/abc/events"),
+    ((200, "text/event-stream", b'event: status\ndata: {"status": "running"}\n\n'),
+     "stopped before the search ended"),
+])
+def test_following_a_stream_that_is_not_the_apis_or_stops_early_is_one_line(events, message):
+    """`nas resume` follows the search's events: a page that is no event stream, or a stream
+    that stops before the search's `end` (a server that went away), is said, not a success."""
+    foreign = ForeignServer(200, "application/json", SEARCH, events=events)
+    try:
+        result = nas(foreign.url, "resume", "abc")
+    finally:
+        foreign.close()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
 
 
 def test_a_malformed_server_url_is_one_line():

@@ -96,7 +96,7 @@ def test_migrations_create_schema_and_reopening_is_a_no_op(url: str) -> None:
     engine = create_engine(url)
     with engine.connect() as connection:
         assert TABLES | {"alembic_version"} <= set(inspect(connection).get_table_names())
-        assert MigrationContext.configure(connection).get_current_revision() == head == "0005"
+        assert MigrationContext.configure(connection).get_current_revision() == head == "0006"
     with Store(url) as store:
         assert store.get_search(search.id) == search
     with engine.connect() as connection:

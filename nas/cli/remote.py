@@ -67,20 +67,26 @@ class Remote:
             raise Unavailable(f"cannot reach the server at {self.url}: {error}") from None
         if response.status_code >= 400:
             raise RemoteError(f"{self.url}: {_detail(response)}")
+        self._check(response, f"{method} {path}", expect)
+        return response
+
+    def _check(self, response: httpx.Response, what: str, expect: str) -> None:
+        """`RemoteError` unless `response` is the 2xx of the kind `expect` names ("json",
+        "bytes", "nothing": a 204, "events": an event stream)."""
         if response.is_redirect:
             raise RemoteError(f"{self.url}: answered {response.status_code}, a redirect to "
                               f"{response.headers.get('location', '?')}: pass that address "
                               f"as --server")
         kind = response.headers.get("content-type", "").split(";")[0].strip()
+        wanted = {"json": "application/json", "events": "text/event-stream"}.get(expect)
         unexpected = (not response.is_success
                       or (expect == "nothing" and response.status_code != 204)
-                      or (expect == "json" and kind != "application/json"))
+                      or (wanted is not None and kind != wanted))
         if unexpected:
             raise RemoteError(f"{self.url}: answered {response.status_code} "
-                              f"{kind or 'without a content type'} to {method} {path}, not "
+                              f"{kind or 'without a content type'} to {what}, not "
                               f"the nas-service API's answer (a wrong URL, or a proxy in "
                               f"between?)")
-        return response
 
     def searches(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.request("GET", "/api/v1/searches", params={"limit": limit}).json()["items"]
@@ -130,14 +136,16 @@ class Remote:
         return filename, response.content
 
     def events(self, search_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The search's events as they come, until its `end`."""
-        kind = "message"
+        """The search's events as they come, until its `end`; `Unavailable` when the stream
+        stops before that (the server went away), `RemoteError` when it is no event stream."""
+        kind, path = "message", f"/api/v1/searches/{search_id}/events"
         try:
-            with self.http.stream("GET", f"/api/v1/searches/{search_id}/events",
-                                  timeout=httpx.Timeout(None, connect=10)) as stream:
+            with self.http.stream("GET", path, timeout=httpx.Timeout(None, connect=10)
+                                  ) as stream:
                 if stream.status_code >= 400:
                     stream.read()
                     raise RemoteError(f"{self.url}: {_detail(stream)}")
+                self._check(stream, f"GET {path}", "events")
                 for line in stream.iter_lines():
                     if line.startswith("event: "):
                         kind = line[7:]
@@ -147,6 +155,9 @@ class Remote:
                             return
         except httpx.HTTPError as error:
             raise Unavailable(f"lost the server at {self.url}: {error}") from None
+        raise Unavailable(f"lost the server at {self.url}: the event stream of search "
+                          f"{search_id} stopped before the search ended (`nas --server "
+                          f"{self.url} show {search_id}` tells where it stands)")
 
 
 def baseline_row(record: ArchitectureRecord) -> dict[str, Any]:

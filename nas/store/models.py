@@ -116,6 +116,8 @@ class Architecture(Base):
         Index(None, "search_id", "reward"),
         Index(None, "search_id", "params"),
         Index(None, "search_id", "flops"),
+        # a search's best reward by role (one seek) and its count by role (the index alone)
+        Index(None, "search_id", "role", "state", "reward"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

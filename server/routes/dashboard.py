@@ -10,6 +10,8 @@ token, which the pages carry for a signed-in session.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +19,7 @@ from typing import Annotated, Any, Literal
 import jinja2
 import yaml
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +39,7 @@ from nas.store import (
 )
 from nas.store.pages import ArchitectureSort
 from nas.store.store import ranking_key
+from nas.strict_yaml import load_yaml
 from searchspace.drawing import cell_svg
 from server.auth import WriteAccess, authorize, session_csrf
 from server.deps import SettingsDep, StoreDep
@@ -64,6 +67,9 @@ MAX_CONFIG_BYTES = 64 * 1024
 # a CORS preflight, which this server never grants (cross-site request forgery, on an open
 # server too).
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+ERROR_TITLES = {401: "Sign in", 404: "Not found", 409: "Conflict", 413: "Too large",
+                422: "Invalid request", 500: "Internal error"}
+ErrorHandler = Callable[[Request, Any], Awaitable[Response]]
 
 
 class NotYaml(UserError):
@@ -86,6 +92,33 @@ def install(app: FastAPI) -> None:
     """Add the pages and serve `/static`."""
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+def _is_page(request: Request) -> bool:
+    """Whether the request was routed to one of the dashboard's HTML pages."""
+    return getattr(request.scope.get("route"), "response_class", None) is HTMLResponse
+
+
+def _problem(item: Any) -> str:
+    """One item of a 422's list as a sentence: "query parameter sort: Input should be ..."."""
+    where, *name = item.get("loc") or ["request"]
+    field = ".".join(str(part) for part in name)
+    return f"{where} parameter {field}: {item.get('msg', '')}" if field else str(item.get("msg"))
+
+
+def html_errors(handler: ErrorHandler) -> ErrorHandler:
+    """`handler` (one of the API's JSON error handlers) whose answer to a request for a page is
+    a page: the same status and the same message, with the dashboard's header and a way back."""
+    async def respond(request: Request, error: Exception) -> Response:
+        response = await handler(request, error)
+        if not _is_page(request):
+            return response
+        detail = json.loads(response.body)["detail"]
+        message = detail if isinstance(detail, str) else "; ".join(map(_problem, detail))
+        title = ERROR_TITLES.get(response.status_code, "Error")
+        return _page(request, "message.html", response.status_code, title=title, message=message)
+
+    return respond
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any
@@ -227,7 +260,7 @@ def _yaml_mapping(text: bytes) -> Any:
         source = text.decode("utf-8")
         if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(source)):
             raise InvalidInput("config: YAML aliases (*name) are not accepted")
-        return yaml.safe_load(source)
+        return load_yaml(source)
     except UnicodeDecodeError:
         raise InvalidInput("config: not UTF-8 text") from None
     except yaml.YAMLError as error:
