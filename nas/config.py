@@ -184,7 +184,7 @@ class DatasetConfig(_Section):
                            description="an uploaded dataset (`POST /api/v1/datasets`)")
     valid_fraction: float = Field(0.2, gt=0, lt=1)
     limit: int | None = Field(None, ge=2)
-    input_size: int | None = Field(None, ge=8)
+    input_size: int | None = Field(None, ge=8, le=2048)
 
     @model_validator(mode="after")
     def _known_dataset(self) -> DatasetConfig:

@@ -40,6 +40,10 @@ SUFFIXES = {"py": ".py", "torchscript": ".pt", "onnx": ".onnx", "state-dict": ".
 # The smallest input side, as for training (`--input-size`, `dataset.input_size`): digits' 8x8.
 # Smaller inputs run, but the two reduction cells then halve maps of one pixel (padding only).
 MIN_INPUT_SIZE = 8
+MAX_INPUT_SIZE = 2048  # beyond it one image's activations outgrow a machine's memory
+# the ranges a network's settings are checked against (cells and channels as a search's config)
+RANGES = {"num_classes": (1, 100_000), "cells": (1, 64), "channels": (2, 4096),
+          "in_channels": (1, 64), "input_size": (MIN_INPUT_SIZE, MAX_INPUT_SIZE)}
 _SMALLEST = (f" (inputs from {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} px: the network halves them "
              "twice)")
 
@@ -62,12 +66,12 @@ class ExportSpec:
     title: str = "exported cell network"
 
     def __post_init__(self) -> None:
-        for name, least in (("num_classes", 1), ("cells", 1), ("channels", 2),
-                            ("in_channels", 1), ("input_size", MIN_INPUT_SIZE)):
+        for name, (least, most) in RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ExportError(f"{name} must be an integer of at least {least}, got {value!r}"
-                                  + (_SMALLEST if name == "input_size" else ""))
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                    least <= value <= most):
+                raise ExportError(f"{name} must be an integer from {least} to {most}, got "
+                                  f"{value!r}" + (_SMALLEST if name == "input_size" else ""))
 
     @property
     def resolved_stem(self) -> Stem:

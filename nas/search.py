@@ -32,6 +32,7 @@ from nas.paths import weights_dir
 from nas.states import ACTIVE_STATUSES
 from nas.store import (
     ArchitectureRole,
+    ArchitectureState,
     OwnershipLost,
     SearchRecord,
     SearchStatus,
@@ -122,6 +123,7 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
                 progress(StepReport(state.step, state.architectures, best, state.elapsed_seconds))
         between_steps = False
         _record_derived(store, search_id, evaluator, strategy, state)
+        _check_some_scored(store, search_id, state)
     except KeyboardInterrupt as interrupt:
         if between_steps and checkpointed != state.step:
             loop.checkpoint(store, search_id, strategy, evaluator, state)
@@ -149,6 +151,21 @@ def _run_owned(store: Store, search_id: str, config: SearchConfig,
     store.set_status(search_id, SearchStatus.FINISHED)
 
 
+
+
+class NoCandidateScored(RuntimeError):
+    """Every candidate of a search failed: there is nothing to rank or export."""
+
+
+def _check_some_scored(store: Store, search_id: str, state: LoopState) -> None:
+    """`NoCandidateScored` (the search then ends failed) when the search evaluated candidates
+    and not one has a reward, naming the first failure's reason."""
+    if state.architectures == 0 or store.get_search(search_id).best_reward is not None:
+        return
+    failed = store.architectures(search_id, state=ArchitectureState.FAIL, order="step", limit=1)
+    reason = f"; the first: {failed[0].error}" if failed and failed[0].error else ""
+    raise NoCandidateScored(f"all {state.architectures} candidates failed, none has a "
+                            f"reward{reason}")
 
 
 def _run_step(

@@ -23,6 +23,9 @@ def prefer_passive_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+MAX_THREADS = 1024  # torch allocates per thread: 100,000 ran out of memory in a migration
+
+
 def thread_count() -> int:
     """`NAS_THREADS`, else `OMP_NUM_THREADS`, else `available_cpus()`."""
     for variable in (THREADS_VARIABLE, "OMP_NUM_THREADS"):
@@ -33,8 +36,8 @@ def thread_count() -> int:
             count = int(value.split(",")[0])  # OMP_NUM_THREADS may list nesting levels
         except ValueError:
             raise ValueError(f"{variable}={value!r} must be a whole number of threads") from None
-        if count < 1:
-            raise ValueError(f"{variable}={value!r} must be at least 1")
+        if not 1 <= count <= MAX_THREADS:
+            raise ValueError(f"{variable}={value!r} must be between 1 and {MAX_THREADS}")
         return count
     return available_cpus()
 

@@ -55,6 +55,8 @@ def _parse_block(cell: str, index: int, raw: Any) -> Block:
     return (input_a, op_a, input_b, op_b)
 
 
+MAX_BLOCKS = 64  # blocks per cell; a search space has at most 10
+
 @dataclass(frozen=True)
 class Genotype:
     """An immutable pair of cells, each a tuple of `(input_a, op_a, input_b, op_b)` blocks."""
@@ -71,6 +73,10 @@ class Genotype:
             parsed = tuple(_parse_block(cell, i, block) for i, block in enumerate(blocks))
             if not parsed:
                 raise InvalidGenotype(f"{cell} cell: needs at least one block")
+            if len(parsed) > MAX_BLOCKS:
+                raise InvalidGenotype(f"{cell} cell: has {len(parsed)} blocks, at most "
+                                      f"{MAX_BLOCKS} (the widest cell's concatenation outgrows "
+                                      f"memory)")
             for i, (input_a, _, input_b, _) in enumerate(parsed):
                 for field, source in (("input_a", input_a), ("input_b", input_b)):
                     if not 0 <= source < i + 2:
@@ -126,12 +132,22 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str) -> Genotype:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as error:
             raise InvalidGenotype(f"not valid JSON: {error}") from None
         except RecursionError:  # a genotype is three levels deep; thousands are no genotype
             raise InvalidGenotype("not a genotype: JSON nested too deeply") from None
         return cls.from_dict(data)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object, refusing a key given twice (json.loads would keep the last silently)."""
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise InvalidGenotype(f"key {_short(key)!s} given twice")
+        found[key] = value
+    return found
 
 
 def _canonical_block(block: Block) -> Block:

@@ -285,8 +285,38 @@ def test_export_input_size_too_small_says_the_minimum(env, tmp_path, size):
     output = tmp_path / "model.py"
     result = nas(env, "export", "best", "--search", search_id, "-o", str(output),
                  "--input-size", size, check=False)
-    assert_user_error(result, "input_size", "at least 8")
+    assert_user_error(result, "input_size", "from 8 to 2048")
     assert not output.exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "name"), [
+    ("--channels", "100000", "channels"), ("--input-size", "100000", "input_size"),
+    ("--num-classes", "100000000000", "num_classes"), ("--cells", "1000", "cells")])
+def test_export_settings_beyond_their_range_say_it_not_a_memory_traceback(env, tmp_path, flag,
+                                                                          value, name):
+    search_id = _search(env, "plain")
+    output = tmp_path / "model.py"
+    result = nas(env, "export", "best", "--search", search_id, "-o", str(output), flag, value,
+                 check=False)
+    assert_user_error(result, name, "an integer from")
+    assert not output.exists()
+
+
+def test_a_search_configs_input_size_beyond_its_range_stores_nothing(env, tmp_path):
+    config = tmp_path / "search.yaml"
+    config.write_text("evaluator: {name: standalone}\ndataset: {name: digits, "
+                      "input_size: 100000}\nbudget: {architectures: 2}\n")
+    assert_user_error(nas(env, "search", "-c", str(config), check=False), "input_size",
+                      "less than or equal to 2048")
+    assert searches(env) == 0
+
+
+def test_a_genotype_file_with_too_many_blocks_is_one_line(env, tmp_path):
+    block = [0, "identity", 1, "identity"]
+    genotype = tmp_path / "big.json"
+    genotype.write_text(json.dumps({"normal": [block] * 20_000, "reduction": [block]}))
+    result = nas(env, "train", "--arch", str(genotype), "--epochs", "1", check=False)
+    assert_user_error(result, "normal cell: has 20000 blocks, at most 64")
 
 
 def test_onnx_export_json_is_the_only_thing_on_stdout(env, tmp_path):
@@ -314,3 +344,73 @@ def test_a_folder_of_files_that_are_not_images_fails_before_the_search(env, tmp_
                  "--data-dir", str(root), "--budget-architectures", "2", check=False)
     assert_user_error(result, "cannot decode image", str(root / "cats" / "0.png"))
     assert searches(env) == 0
+
+
+def _png_claiming(path, width, height):
+    """A small valid PNG whose header claims `width` x `height` pixels (a decompression bomb's
+    header, without the memory it would take to write one)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (4, 4)).save(path)
+    data = bytearray(path.read_bytes())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(bytes(data))
+
+
+def _image_folder(root, classes=("cats", "dogs"), images=3):
+    from PIL import Image
+
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for index in range(images):
+            Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(root / name / f"{index}.png")
+
+
+def test_an_image_beyond_pils_decompression_bomb_limit_is_one_line(env, tmp_path):
+    root = tmp_path / "images"
+    _image_folder(root)
+    _png_claiming(root / "dogs" / "0.png", 20_000, 20_000)
+    result = nas(env, "search", "--evaluator", "standalone", "--dataset", "imagefolder",
+                 "--data-dir", str(root), "--budget-architectures", "2", check=False)
+    assert_user_error(result, "cannot decode image", str(root / "dogs" / "0.png"))
+    assert searches(env) == 0
+
+
+@pytest.mark.parametrize("link", ["loop", "copy"])
+def test_a_symlink_back_into_the_image_folder_is_refused_naming_it(env, tmp_path, link):
+    """A link to the folder itself was walked for ever (the search hung); one to another class
+    labelled that class's images as the link's class, in both splits."""
+    root = tmp_path / "images"
+    _image_folder(root)
+    (root / "cats" / "up").symlink_to(".." if link == "loop" else "../dogs")
+    result = nas(env, "search", "--evaluator", "standalone", "--dataset", "imagefolder",
+                 "--data-dir", str(root), "--budget-architectures", "2", check=False)
+    assert_user_error(result, str(root / "cats" / "up"), "a loop or a second copy")
+    assert searches(env) == 0
+
+
+@pytest.mark.parametrize(("level", "shown"), [("debug", "DEBUG alembic"),
+                                              ("Info", "INFO nas.search")])
+def test_nas_log_level_takes_any_case(env, level, shown):
+    result = nas({**env, "NAS_LOG_LEVEL": level}, "search", *SYNTHETIC, "--json")
+    assert "Traceback" not in result.stderr
+    assert shown in result.stderr
+
+
+def test_a_bad_nas_log_level_is_one_line(env):
+    result = nas({**env, "NAS_LOG_LEVEL": "loud"}, "search", *SYNTHETIC, check=False)
+    assert_user_error(result, "NAS_LOG_LEVEL='loud'", "DEBUG, INFO, WARNING")
+    assert searches(env) == 0
+
+
+def test_a_genotype_file_with_a_key_twice_is_refused(env, tmp_path):
+    genotype = tmp_path / "twice.json"  # the second, empty normal cell would silently win
+    genotype.write_text('{"normal": [[0, "identity", 1, "identity"]], "normal": [], '
+                        '"reduction": [[0, "identity", 1, "identity"]]}')
+    result = nas(env, "train", "--arch", str(genotype), "--epochs", "1", check=False)
+    assert_user_error(result, "key 'normal' given twice")

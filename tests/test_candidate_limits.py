@@ -96,14 +96,20 @@ def test_a_hung_candidate_times_out_and_the_search_goes_on(tmp_path):
 
 
 def test_a_candidate_out_of_memory_fails_and_the_search_goes_on(tmp_path):
+    """Each candidate fails alone and the search tries the next; with every one failed the
+    search ends `failed`, saying so in one line with exit 2 (it once said `finished`, 0)."""
     config = write_config(tmp_path / "search.yaml", memory_limit_mb=64)
     # 1024 channels: more than 64 MiB of weights, so the allocation fails in torch's allocator
     config.write_text(config.read_text().replace("channels: 12", "channels: 1024"))
     result = subprocess.run([*NAS, "search", "-c", str(config), "--json"], text=True,
                             capture_output=True, env=environment(tmp_path), timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout)
-    assert summary["status"] == "finished" and summary["architectures"] == 3
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: all 3 candidates failed, none has a reward; the first: out of memory: ")
+    listed = subprocess.run([*NAS, "searches", "--json"], text=True, capture_output=True,
+                            env=environment(tmp_path), timeout=300)
+    [search] = json.loads(listed.stdout)
+    assert search["status"] == "failed" and "all 3 candidates failed" in search["error"]
     states = rows(tmp_path)
     assert [state for _, state, _ in states] == ["FAIL"] * 3
     assert all(error.startswith("out of memory: ") for _, _, error in states), states

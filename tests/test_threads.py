@@ -46,7 +46,7 @@ def test_a_process_pinned_to_one_cpu_uses_one_thread(tmp_path):
     assert json.loads(result.stdout)["threads"] == 1
 
 
-@pytest.mark.parametrize("value", ["many", "0", "-2"])
+@pytest.mark.parametrize("value", ["many", "0", "-2", "100000", "99999999999999999999999"])
 def test_a_bad_thread_setting_is_one_line(tmp_path, value):
     result = nas_train(tmp_path, NAS_THREADS=value)
     lines = result.stderr.strip().splitlines()

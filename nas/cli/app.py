@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from nas.cli import remote
+from nas.search import NoCandidateScored
 from nas.service.errors import UserError, describe
 from nas.store import OwnershipLost, ResumeLimitReached, SearchOwned
 from nas.threads import thread_count
@@ -32,7 +33,7 @@ def _options(server: Annotated[str | None, typer.Option(
 
 console = Console()
 USER_ERRORS = (UserError, ValueError, LookupError, OSError, TrainingDiverged, SearchOwned,
-               OwnershipLost, ResumeLimitReached)
+               OwnershipLost, ResumeLimitReached, NoCandidateScored)
 
 
 def fail(message: str) -> NoReturn:

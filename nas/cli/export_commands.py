@@ -115,7 +115,7 @@ def transfer_command(
         "--genotype", help="or take it from a genotype .json file")] = None,
     dataset: Annotated[str, typer.Option(help=f"one of {', '.join(DATASETS)}")] = "imagefolder",
     data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
-    input_size: Annotated[int, typer.Option(min=8, help="image side in pixels")] = 224,
+    input_size: Annotated[int, typer.Option(min=8, max=2048, help="image side in pixels")] = 224,
     preset_name: Annotated[str, typer.Option(
         "--preset", help=f"network size like NASNet-A: {', '.join(PRESETS)}")] = "mobile",
     cells: Annotated[int | None, typer.Option(min=1, help="cells per stage (default: preset)")

@@ -27,14 +27,15 @@ def train(
     data_dir: Annotated[Path | None, typer.Option(help="folder of the dataset")] = None,
     download: Annotated[bool, typer.Option(help="fetch CIFAR-10 where a network exists")] = False,
     epochs: Annotated[int, typer.Option(min=1)] = 10,
-    cells: Annotated[int, typer.Option(min=1, help="normal cells per stage")] = 2,
-    channels: Annotated[int, typer.Option(min=2, help="initial channels of cells")] = 16,
+    cells: Annotated[int, typer.Option(min=1, max=64, help="normal cells per stage")] = 2,
+    channels: Annotated[int, typer.Option(min=2, max=4096, help="initial channels of cells")] = 16,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     micro_batch: Annotated[int | None, typer.Option(
         min=1, help="examples per forward/backward pass, their gradients added up into one "
         "step per batch: less memory, slower steps")] = None,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.05,
-    input_size: Annotated[int | None, typer.Option(min=8, help="resize inputs")] = None,
+    input_size: Annotated[int | None, typer.Option(
+        min=8, max=2048, help="resize inputs")] = None,
     auxiliary: Annotated[bool, typer.Option(help="auxiliary head (cell networks)")] = False,
     cutout: Annotated[int, typer.Option(min=0)] = 0,
     drop_path: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.0,

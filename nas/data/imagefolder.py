@@ -78,6 +78,21 @@ def list_classes(root: Path) -> list[str]:
         return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
+def check_folder_links(root: Path) -> None:
+    """DatasetError naming the link when a symbolic link leads back to a folder the tree
+    already holds (a loop, which would be walked for ever, or a second copy of a class whose
+    images would then be labelled as the folder the link sits in)."""
+    seen = {os.path.realpath(root)}
+    for folder, subfolders, _ in os.walk(root, followlinks=True):
+        for name in subfolders:
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if real in seen:
+                raise DatasetError(f"{path} links to {real}, a folder the image folder "
+                                   f"already holds (a loop or a second copy); remove the link")
+            seen.add(real)
+
+
 def scan_folder(root: Path, class_names: list[str] | None = None) -> tuple[list[str], list[Sample]]:
     """Class names and (path, label) samples of an ImageFolder tree; raise DatasetError if unusable.
 
@@ -87,6 +102,7 @@ def scan_folder(root: Path, class_names: list[str] | None = None) -> tuple[list[
 
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist; expected {layout()}")
+    check_folder_links(root)
     found = list_classes(root)
     if class_names is None:
         if len(found) < 2:
@@ -112,7 +128,7 @@ def decode(path: str) -> Image.Image:
 
     try:
         return default_loader(path)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise DatasetError(f"cannot decode image {path}: {error}") from error
 
 
