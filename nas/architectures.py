@@ -48,6 +48,8 @@ def read_genotype_file(path: Path) -> Genotype:
         return Genotype.from_json(path.read_text())
     except InvalidGenotype as error:
         raise InvalidGenotype(f"{path}: {error}") from None
+    except UnicodeDecodeError:
+        raise InvalidGenotype(f"{path}: not UTF-8 text, so no genotype JSON") from None
 
 
 def resolve_architecture(spec: str) -> Architecture:

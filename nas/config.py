@@ -421,6 +421,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
         data = load_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so no YAML config") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
     except RecursionError:

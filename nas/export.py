@@ -104,7 +104,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  (any unreadable file is one user error)
-        raise ExportError(f"cannot read weights {path}: {' '.join(str(error).split())}") from None
+        reason = " ".join(str(error).split()) or type(error).__name__
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        raise ExportError(f"cannot read weights {path}: {reason}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -187,14 +190,26 @@ def export(
     output = Path(output)
     if output.is_dir():
         raise ExportError(f"{output} is a folder; give the path of the file to write")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ExportError(f"cannot write {output}: a file stands where a folder of its path "
+                          f"should be") from None
     model = prepared_model(spec, weights)  # checks the weights fit before writing anything
-    example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     check_runs(model, spec)
+    try:
+        return _write(model, spec, output, fmt, with_weights=weights is not None)
+    except OSError as error:  # a full disk, a read-only folder: the path and the reason
+        raise ExportError(f"cannot write {output}: {error.strerror or error}") from None
+
+
+def _write(model: nn.Module, spec: ExportSpec, output: Path, fmt: str, *,
+           with_weights: bool) -> list[Path]:
+    example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     if fmt == "py":
         written = [output]
         weights_file = None
-        if weights is not None:
+        if with_weights:
             weights_path = output.with_suffix(".pt")
             torch.save(model.state_dict(), weights_path)
             weights_file = weights_path.name

@@ -414,3 +414,29 @@ def test_a_genotype_file_with_a_key_twice_is_refused(env, tmp_path):
                         '"reduction": [[0, "identity", 1, "identity"]]}')
     result = nas(env, "train", "--arch", str(genotype), "--epochs", "1", check=False)
     assert_user_error(result, "key 'normal' given twice")
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_a_binary_config_or_genotype_file_is_named(env, tmp_path, command):
+    garbage = tmp_path / ("garbage.yaml" if command == "search" else "garbage.json")
+    garbage.write_bytes(b"\xa8\xff\x00binary" * 20)
+    flag = "-c" if command == "search" else "--arch"
+    result = nas(env, command, flag, str(garbage), check=False)
+    assert_user_error(result, str(garbage), "not UTF-8 text")
+    assert searches(env) == 0
+
+
+def test_export_paths_that_cannot_be_written_say_which_and_why(env, tmp_path):
+    search_id = _search(env, "plain")
+    (tmp_path / "afile").write_text("not a folder")
+    result = nas(env, "export", "best", "--search", search_id, "-o",
+                 str(tmp_path / "afile" / "best.py"), check=False)
+    assert_user_error(result, f"cannot write {tmp_path / 'afile' / 'best.py'}",
+                      "a file stands where a folder")
+    result = nas(env, "export", "best", "--search", search_id, "-o", "/dev/full", check=False)
+    assert_user_error(result, "cannot write /dev/full", "No space left on device")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    result = nas(env, "export", "best", "--search", search_id, "-o", str(tmp_path / "w.py"),
+                 "--weights", str(empty), check=False)
+    assert_user_error(result, f"cannot read weights {empty}: the file is empty")
