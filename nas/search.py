@@ -163,7 +163,8 @@ def _check_some_scored(store: Store, search_id: str, state: LoopState) -> None:
     if state.architectures == 0 or store.get_search(search_id).best_reward is not None:
         return
     failed = store.architectures(search_id, state=ArchitectureState.FAIL, order="step", limit=1)
-    reason = f"; the first: {failed[0].error}" if failed and failed[0].error else ""
+    first = (failed[0].error or "").strip().splitlines() if failed else []
+    reason = f"; the first: {first[0]}" if first else ""
     raise NoCandidateScored(f"all {state.architectures} candidates failed, none has a "
                             f"reward{reason}")
 
