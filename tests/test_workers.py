@@ -12,7 +12,7 @@ import pytest
 
 import workers.ray_evaluator  # noqa: F401  (registers the Ray evaluator)
 from nas.config import ConfigError, parse_config
-from nas.search import create_search, open_dataset, run_search
+from nas.search import NoCandidateScored, create_search, open_dataset, run_search
 from nas.store import ArchitectureState, SearchStatus, Store
 from searchspace.genotype import Genotype
 
@@ -128,10 +128,15 @@ def test_asha_prunes_a_clearly_bad_candidate(local_ray):
 @pytest.mark.slow
 def test_failing_candidates_are_recorded_and_the_search_goes_on(local_ray, store):
     # A learning rate this large diverges (seed 1): every candidate fails in its worker.
+    # With none scored the search ends failed, naming the first failure (it said `finished`).
     config = tiny(evaluator={"epochs": 1, "learning_rate": 1e12}, budget={"architectures": 3})
-    record = run_search(store, create_search(store, config).id)
-    rows = store.architectures(record.id)
-    assert record.status is SearchStatus.FINISHED and len(rows) == 3
+    search_id = create_search(store, config).id
+    with pytest.raises(NoCandidateScored, match="all 3 candidates failed.*TrainingDiverged"):
+        run_search(store, search_id)
+    record = store.get_search(search_id)
+    rows = store.architectures(search_id)
+    assert record.status is SearchStatus.FAILED and "all 3 candidates failed" in record.error
+    assert len(rows) == 3
     for row in rows:
         assert row.state is ArchitectureState.FAIL and "TrainingDiverged" in row.error
 
