@@ -23,6 +23,7 @@ from nas.data import DATASETS
 from nas.objective import objective_reward, uses_latency, uses_multiply_adds, uses_params
 from nas.paths import datasets_dir
 from nas.seeding import Seed
+from nas.strict_numbers import StrictNumbers
 from nas.strict_yaml import load_yaml
 from searchspace.genotype import CELL_NAMES
 from searchspace.spaces import DEFAULT_OPS, ENAS_OPS, SearchSpace
@@ -32,7 +33,7 @@ class ConfigError(ValueError):
     """A config file or value that cannot be used; the message names the file or field."""
 
 
-class _Section(BaseModel):
+class _Section(StrictNumbers):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON has no inf or nan
 
 
@@ -168,6 +169,14 @@ class EvaluatorConfig(_Section):
         None, ge=64, description="memory a candidate may allocate on top of its worker "
         "process; beyond it the candidate ends FAIL (out of memory); the search goes on"
     )
+
+    @model_validator(mode="after")
+    def _reward_epochs_within_epochs(self) -> EvaluatorConfig:
+        if self.reward_epochs > self.epochs:
+            raise ValueError(f"reward_epochs ({self.reward_epochs}) exceeds epochs "
+                             f"({self.epochs}): the reward is the best validation accuracy "
+                             f"of the last reward_epochs of the epochs a candidate trains")
+        return self
 
     @property
     def topology_warmup_epochs(self) -> int:

@@ -52,8 +52,11 @@ class OwnershipSettings:
         if beat >= stale:
             raise ValueError(f"NAS_HEARTBEAT_SECONDS ({beat:g}) must be shorter than "
                              f"NAS_HEARTBEAT_STALE_SECONDS ({stale:g})")
-        limit = int(_env_number("NAS_RESUME_LIMIT", cls.resume_limit, 0))
-        return cls(heartbeat_seconds=beat, stale_seconds=stale, resume_limit=limit)
+        limit = float(_env_number("NAS_RESUME_LIMIT", cls.resume_limit, 0))
+        if not limit.is_integer():
+            raise ValueError(f"NAS_RESUME_LIMIT must be a whole number of resumes, got "
+                             f"{os.environ['NAS_RESUME_LIMIT']!r}")
+        return cls(heartbeat_seconds=beat, stale_seconds=stale, resume_limit=int(limit))
 
 
 def new_owner_id() -> str:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
@@ -28,6 +28,7 @@ from nas.memory_format import to_channels_last, use_channels_last
 from nas.micro_batches import micro_batches
 from nas.schedule import cosine_factor
 from nas.seeding import Seed, stream_seed
+from nas.strict_numbers import StrictNumbers
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says at which epoch and step."""
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictNumbers):
     """Hyper-parameters of one training run (defaults: a short proxy run of a small network)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -5,9 +5,11 @@ real PostgreSQL server where NAS_TEST_POSTGRES_URL is set)."""
 import importlib.util
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,12 @@ def test_the_largest_seed_is_accepted(env):
         ("objective: {multiply_adds_target: 0}", "objective.multiply_adds_target"),
         ("evaluator: {name: synthetic}\nobjective: {params_target: 1000}",
          "synthetic evaluator builds no network"),
+        ("evaluator: {name: synthetic}\nbudget: {architectures: true}",  # ran 1 (true = 1)
+         "budget.architectures: expected a number, got true"),
+        ("evaluator: {name: synthetic}\nstrategy: {name: evolution, population_size: true}",
+         "population_size: expected a number, got true"),
+        ("evaluator: {name: standalone, epochs: 2, reward_epochs: 3}",
+         "reward_epochs (3) exceeds epochs (2)"),
     ],
 )
 def test_other_numeric_ranges_are_checked(env, tmp_path, setting, field):
@@ -440,3 +448,25 @@ def test_export_paths_that_cannot_be_written_say_which_and_why(env, tmp_path):
     result = nas(env, "export", "best", "--search", search_id, "-o", str(tmp_path / "w.py"),
                  "--weights", str(empty), check=False)
     assert_user_error(result, f"cannot read weights {empty}: the file is empty")
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("NAS_RESUME_LIMIT", "2.7", "NAS_RESUME_LIMIT must be a whole number of resumes, got '2.7'"),
+    ("NAS_HEARTBEAT_SECONDS", "soon", "NAS_HEARTBEAT_SECONDS must be a number, got 'soon'"),
+])
+def test_a_bad_ownership_setting_stores_no_search(env, variable, value, message):
+    result = nas({**env, variable: value}, "search", *SYNTHETIC, check=False)
+    assert_user_error(result, message)  # it said so, but after queueing a search it never ran
+    assert searches(env) == 0
+
+
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(env):
+    """A SIGINT half a second in lands while torch loads (over a second here)."""
+    command = subprocess.Popen([sys.executable, "-c", "from nas.cli import main; main()",
+                                "search", *SYNTHETIC], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    command.send_signal(signal.SIGINT)
+    _, stderr = command.communicate(timeout=120)
+    assert command.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr

@@ -119,11 +119,16 @@ def test_bad_reads_are_json_errors(client, path, status):
     assert response.status_code == status and "detail" in response.json()
 
 
-def test_a_bad_config_names_the_field(client):
-    response = client.post("/api/v1/searches", json=synthetic() | {"samples_per_step": 0},
-                           headers=AUTH)
+@pytest.mark.parametrize(("setting", "field"), [
+    ({"samples_per_step": 0}, "samples_per_step"),
+    ({"budget": {"architectures": True}}, '"architectures"], "msg": "Value error, expected a '
+                                          'number, got true"'),
+])
+def test_a_bad_config_names_the_field(client, setting, field):
+    response = client.post("/api/v1/searches", json=synthetic() | setting, headers=AUTH)
     assert response.status_code == 422
-    assert "samples_per_step" in json.dumps(response.json()["detail"])
+    assert field in json.dumps(response.json()["detail"])
+    assert client.get("/api/v1/searches").json()["items"] == []  # nothing stored
 
 
 @pytest.mark.parametrize(("path", "body", "field"), [

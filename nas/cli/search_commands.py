@@ -187,6 +187,7 @@ def search(
                     console.print(f"{title(launched)} queued on {client.url}")
                 _remote_report(client, follow(client, launched["id"], as_json), as_json)
             return
+        OwnershipSettings.from_env()  # a bad NAS_HEARTBEAT_* or NAS_RESUME_LIMIT: nothing stored
         _join_ray(config)
         with Store() as store:
             record = create_search(store, config)

@@ -15,14 +15,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from nas.strict_numbers import StrictNumbers
 from searchspace.genotype import Genotype
 from searchspace.registry import Registry
 from searchspace.spaces import SearchSpace
 
 
-class StrategyOptions(BaseModel):
+class StrategyOptions(StrictNumbers):
     """Options of a strategy; subclasses add theirs. Unknown options are an error."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
