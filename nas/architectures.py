@@ -9,7 +9,9 @@ from torch import nn
 
 from searchspace.genotype import Genotype, InvalidGenotype
 from searchspace.network import CellNetwork, stem_for
+from searchspace.ops import OPS
 from searchspace.references import REFERENCE_GENOTYPES
+from searchspace.registry import UnknownName
 from searchspace.zoo import create_network, list_networks
 
 
@@ -45,11 +47,14 @@ def read_genotype_file(path: Path) -> Genotype:
     if not path.is_file():
         raise FileNotFoundError(f"genotype file {path} does not exist")
     try:
-        return Genotype.from_json(path.read_text())
-    except InvalidGenotype as error:
+        genotype = Genotype.from_json(path.read_text())
+        for op in sorted(genotype.ops()):
+            OPS.get_entry(op)  # an unknown op is named with the known ones
+    except (InvalidGenotype, UnknownName) as error:
         raise InvalidGenotype(f"{path}: {error}") from None
     except UnicodeDecodeError:
         raise InvalidGenotype(f"{path}: not UTF-8 text, so no genotype JSON") from None
+    return genotype
 
 
 def resolve_architecture(spec: str) -> Architecture:

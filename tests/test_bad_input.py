@@ -470,3 +470,24 @@ def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(env):
     _, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+
+
+def test_a_data_folder_for_a_dataset_that_reads_none_is_refused(env, tmp_path):
+    """`--data-dir ~/cifar` without `--dataset cifar10` trained on digits without a word."""
+    result = nas(env, "train", "--arch", "lenet5", "--epochs", "1", "--data-dir", str(tmp_path),
+                 check=False)
+    assert_user_error(result, "dataset digits reads no files", str(tmp_path),
+                      "cifar10 or imagefolder")
+    config = tmp_path / "search.yaml"
+    config.write_text(f"dataset: {{name: digits, path: {tmp_path}}}\n")
+    assert_user_error(nas(env, "search", "-c", str(config), check=False),
+                      "dataset digits reads no files")
+    assert searches(env) == 0
+
+
+def test_an_unknown_op_in_a_genotype_file_names_the_file(env, tmp_path):
+    genotype = tmp_path / "cell.json"
+    genotype.write_text('{"normal": [[0, "conv_99x99", 1, "identity"]], '
+                        '"reduction": [[0, "identity", 1, "identity"]]}')
+    result = nas(env, "train", "--arch", str(genotype), "--epochs", "1", check=False)
+    assert_user_error(result, f"{genotype}: unknown op 'conv_99x99'; choose one of")

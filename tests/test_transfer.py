@@ -129,6 +129,9 @@ def test_transfer_a_genotype_file_then_export_it(env, tmp_path):
         (["--genotype", "/nonexistent/cell.json"], "/nonexistent/cell.json does not exist"),
         (["--genotype", "cell.json", "--preset", "huge"], "unknown preset 'huge'"),
         (["--genotype", "cell.json", "--gpus", "1"], "--cpus and --gpus say what a Ray worker"),
+        (["--genotype", "cell.json", "--rank", "2"],  # the rank was silently ignored
+         "--rank picks one of a search's architectures: give it with --search"),
+        (["--genotype", "cell.json", "--dataset", "digits"], "dataset digits reads no files"),
     ],
 )
 def test_transfer_errors_exit_2_with_one_line(env, args, message):

@@ -110,7 +110,8 @@ def _export_remote(output: Path, search: str | None, rank: int, fmt: str, as_jso
 @app.command("transfer")
 def transfer_command(
     search: Annotated[str | None, typer.Option(help="take the cell from this search")] = None,
-    rank: Annotated[int, typer.Option(help="with --search: 1 = its best architecture")] = 1,
+    rank: Annotated[int | None, typer.Option(
+        help="with --search: 1 = its best architecture (the default)")] = None,
     genotype_file: Annotated[Path | None, typer.Option(
         "--genotype", help="or take it from a genotype .json file")] = None,
     dataset: Annotated[str, typer.Option(help=f"one of {', '.join(DATASETS)}")] = "imagefolder",

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from nas.architectures import resolve_architecture
 from nas.cli.app import app, configure_threads, console, user_errors, zoo_app
-from nas.data import DATASETS, load_dataset
+from nas.data import DATASETS, check_data_dir, load_dataset
 from nas.service import zoo
 from nas.train import TrainConfig, seed_everything, train_model
 from searchspace.complexity import count_flops, count_parameters
@@ -50,6 +50,7 @@ def train(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, cutout=cutout,
             drop_path=drop_path, seed=seed, micro_batch=micro_batch,
         )
+        check_data_dir(dataset, data_dir)
         data = load_dataset(dataset, data_dir, seed=seed, input_size=input_size,
                             download=download)
         info = data.info

@@ -70,6 +70,19 @@ def load_dataset(
     return load_imagefolder(data_dir, **options)
 
 
+BUNDLED: tuple[str, ...] = ("digits", "synthetic")  # they read no files
+
+
+def check_data_dir(name: str, data_dir: str | Path | None) -> None:
+    """`DatasetError` when a folder is given for a dataset that reads no files: the user meant
+    another dataset (`--data-dir ~/cifar` without `--dataset cifar10` trained on digits)."""
+    key = _known(name)
+    if key in BUNDLED and data_dir is not None:
+        raise DatasetError(f"dataset {key} reads no files, so the folder {str(data_dir)[:200]} "
+                           f"would go unused: drop it, or name the dataset its files hold "
+                           f"(cifar10 or imagefolder)")
+
+
 def _known(name: str) -> str:
     key = name.strip().lower()
     if key not in DATASETS:
@@ -91,6 +104,7 @@ def check_dataset(
     queued and loads its dataset once, when it runs."""
     key = _known(name)
     check_options(valid_fraction, limit, input_size)
+    check_data_dir(key, data_dir)
     if key == "cifar10":
         read_class_names(resolve_cifar_dir(data_dir, download=False))
     elif key == "imagefolder":

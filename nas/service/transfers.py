@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.architectures import read_genotype_file
-from nas.data import DatasetInfo, DataSplits, load_dataset
+from nas.data import DatasetInfo, DataSplits, check_data_dir, load_dataset
 from nas.store import ArchitectureRecord, Store
 from nas.train import TrainConfig
 from nas.transfer import Preset, measure, preset, record_transfer, transfer
@@ -23,12 +23,12 @@ from .errors import InvalidInput
 @dataclass(frozen=True)
 class TransferRequest:
     """What to transfer where: the cell is exactly one of `search_id` (its `rank`-th best
-    architecture) or `genotype_file` (a genotype JSON file)."""
+    architecture; default the best) or `genotype_file` (a genotype JSON file)."""
 
     dataset: str = "imagefolder"
     data_dir: Path | None = None
     search_id: str | None = None
-    rank: int = 1
+    rank: int | None = None
     genotype_file: Path | None = None
     input_size: int = 224
     preset: str = "mobile"
@@ -71,6 +71,10 @@ def check_request(request: TransferRequest) -> None:
     """The request's options fit together (`InvalidInput` says which do not)."""
     if (request.search_id is None) == (request.genotype_file is None):
         raise InvalidInput("give the cell with exactly one of --search ID or --genotype FILE")
+    if request.genotype_file is not None and request.rank is not None:
+        raise InvalidInput("--rank picks one of a search's architectures: give it with "
+                           "--search, not with --genotype")
+    check_data_dir(request.dataset, request.data_dir)
     if not request.on_ray and (request.cpus != 1.0 or request.gpus != 0.0):
         raise InvalidInput("--cpus and --gpus say what a Ray worker gets: add --ray")
 
@@ -80,7 +84,8 @@ def source_cell(store: Store, request: TransferRequest
     """The architecture the cell comes from (None for a genotype file) and the cell."""
     if request.search_id is None:
         return None, read_genotype_file(request.genotype_file)
-    source = exports.pick(store, request.search_id, request.rank).architecture
+    rank = 1 if request.rank is None else request.rank
+    source = exports.pick(store, request.search_id, rank).architecture
     exports.check_op_set(source)
     return source, source.genotype
 
