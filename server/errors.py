@@ -38,6 +38,15 @@ async def error_response(request: Request, error: Exception) -> JSONResponse:
 async def validation_response(request: Request, error: RequestValidationError) -> JSONResponse:
     detail = [{"loc": [printable(part) if isinstance(part, str) else part
                        for part in item.get("loc", ())],
-               "msg": printable(str(item.get("msg", ""))), "type": str(item.get("type", ""))}
+               "msg": printable(_message(item)), "type": str(item.get("type", ""))}
               for item in error.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _message(item: dict) -> str:
+    """The item's message; for a body that is not JSON, with the reason (where, which key)."""
+    message = str(item.get("msg", ""))
+    reason = (item.get("ctx") or {}).get("error")
+    if item.get("type") == "json_invalid" and reason:
+        return f"{message}: {reason}"
+    return message

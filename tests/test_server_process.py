@@ -256,3 +256,19 @@ def test_a_bad_keep_alive_is_refused_naming_the_option(tmp_path, value):
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--keep-alive" in result.stderr, result.stderr
     assert not (tmp_path / "nas.db").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize(("path", "body", "key"), [
+    ("/api/v1/searches", b'{"evaluator": {"name": "synthetic"}, "budget": {"architectures": 2},'
+                         b' "budget": {"architectures": 4000}}', "budget"),
+    ("/api/v1/searches", b'{"evaluator": {"name": "synthetic", "name": "enas"}}', "name"),
+    ("/session", b'{"token": "x", "token": "process-token"}', "token"),
+])
+def test_a_json_body_with_a_key_twice_is_refused_naming_it(server, path, body, key):
+    """The last value silently won (a search of 4000 architectures, not 2)."""
+    response = httpx.post(f"{server.url}{path}", content=body, timeout=30,
+                          headers=AUTH | {"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert f"key '{key}' given twice" in response.json()["detail"][0]["msg"]
+    assert httpx.get(f"{server.url}/api/v1/searches", headers=AUTH,
+                     timeout=30).json()["items"] == []

@@ -19,8 +19,10 @@ from nas.service.errors import InvalidInput
 from server.auth import WriteAccess
 from server.deps import SettingsDep, StoreDep
 from server.schemas import ArchitectureOut, errors
+from server.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/searches", tags=["searches"])
+router = APIRouter(prefix="/api/v1/searches", tags=["searches"],
+                   route_class=StrictJSONRoute)
 ZooName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 

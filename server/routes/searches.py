@@ -24,8 +24,10 @@ from server.schemas import (
     SearchPage,
     errors,
 )
+from server.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/searches", tags=["searches"])
+router = APIRouter(prefix="/api/v1/searches", tags=["searches"],
+                   route_class=StrictJSONRoute)
 ERRORS = errors(401, 404, not_found="unknown search id")  # 401: reads need the token too
 WRITE_ERRORS = ERRORS | errors(403, 409, conflict="not allowed in the search's status")
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]

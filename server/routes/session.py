@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, Response
 from server.auth import SESSION_COOKIE, new_session
 from server.deps import SettingsDep
 from server.schemas import SessionIn, SessionOut, errors
+from server.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["session"])
+router = APIRouter(tags=["session"], route_class=StrictJSONRoute)
 
 
 @router.post("/session", response_model=SessionOut, responses=errors(400, 401, 422))
