@@ -219,6 +219,9 @@ def _write(model: nn.Module, spec: ExportSpec, output: Path, fmt: str, *,
     if fmt == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, not gone
+            # The trace fixes the input size (the command says which); its warnings that a
+            # shape test is frozen into the trace say the same to a user, in Python frames.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(model, example)
             torch.jit.save(traced, str(output))
         return [output]

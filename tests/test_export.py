@@ -287,6 +287,7 @@ def test_export_best_as_torchscript_and_state_dict_with_given_weights(env, tmp_p
     scripted = nas(env, "export", "best", *flags, "--format", "torchscript",
                    "-o", str(tmp_path / "net.ts"))
     assert scripted.returncode == 0, scripted.stderr
+    assert "Warning" not in scripted.stderr  # TracerWarnings with source lines, before
     images = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(tmp_path / "net.ts"))(images),

@@ -35,7 +35,8 @@ def export_best(
     rank: Annotated[int, typer.Option(help="1 = the best, 2 = the runner-up, ...")] = 1,
     transferred: Annotated[bool, typer.Option(
         "--transferred", help="rank the search's transferred architectures instead")] = False,
-    fmt: Annotated[str, typer.Option("--format", help=" | ".join(FORMATS))] = "py",
+    fmt: Annotated[str, typer.Option("--format", help=" | ".join(FORMATS) + " (torchscript: "
+                                     "traced at the input size, which it then expects)")] = "py",
     cells: Annotated[int | None, typer.Option(help="normal cells per stage")] = None,
     channels: Annotated[int | None, typer.Option(help="initial channels")] = None,
     num_classes: Annotated[int | None, typer.Option(help="classes of the classifier")] = None,
