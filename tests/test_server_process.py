@@ -258,6 +258,22 @@ def test_a_bad_keep_alive_is_refused_naming_the_option(tmp_path, value):
     assert not (tmp_path / "nas.db").exists()  # refused before anything was opened
 
 
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("NAS_RESUME_LIMIT", "2.7", "NAS_RESUME_LIMIT must be a whole number"),  # a traceback, exit 3
+    ("NAS_HEARTBEAT_STALE_SECONDS", "-1", "NAS_HEARTBEAT_STALE_SECONDS must be finite"),
+    ("NAS_THREADS", "many", "NAS_THREADS='many'"),  # served, then failed every search it ran
+])
+def test_a_bad_run_setting_is_refused_before_serving(tmp_path, variable, value, message):
+    env = {**os.environ, "NAS_HOME": str(tmp_path), "NAS_DATABASE_URL": "",
+           "NAS_RUNNER": "process", variable: value}
+    result = subprocess.run([*NAS, "serve", "--port", str(free_port())], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "nas.db").exists()
+
+
 @pytest.mark.parametrize(("path", "body", "key"), [
     ("/api/v1/searches", b'{"evaluator": {"name": "synthetic"}, "budget": {"architectures": 2},'
                          b' "budget": {"architectures": 4000}}', "budget"),

@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from nas.cli.app import app, console, fail, user_errors
+from nas.ownership import OwnershipSettings
 from nas.store import Store
+from nas.threads import thread_count
 
 db_app = typer.Typer(help="The store's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -54,6 +56,9 @@ def serve(
     with user_errors():
         overrides = {"runner": runner} if runner is not None else {}
         settings = ServerSettings(migrate=migrate, **overrides)
+        # what every search run reads (a bad value failed each run, or the start in a traceback)
+        OwnershipSettings.from_env()
+        thread_count()
         if settings.token() is None and not is_loopback(host) and not insecure:
             fail(f"refusing to serve on {host} without NAS_API_TOKEN: set a token (or pass "
                  f"--insecure to let anyone who reaches the port launch searches)")
