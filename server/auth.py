@@ -21,7 +21,8 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 def _sign(token: str, purpose: str, nonce: str) -> str:
-    return hmac.new(token.encode(), f"{purpose}:{nonce}".encode(), hashlib.sha256).hexdigest()
+    message = f"{purpose}:{nonce}".encode("utf-8", "surrogatepass")
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
 
 
 def new_session(token: str) -> tuple[str, str]:
@@ -34,7 +35,9 @@ def _session_nonce(cookie: str | None, token: str) -> str | None:
     if not cookie or "." not in cookie:
         return None
     nonce, signature = cookie.split(".", 1)
-    return nonce if hmac.compare_digest(signature, _sign(token, "session", nonce)) else None
+    expected = _sign(token, "session", nonce).encode()  # bytes: a cookie may be any text
+    return nonce if hmac.compare_digest(signature.encode("utf-8", "surrogatepass"),
+                                        expected) else None
 
 
 def _bearer(request: Request) -> str | None:

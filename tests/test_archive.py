@@ -72,6 +72,11 @@ def test_a_tar_with_a_top_folder_and_a_train_split(tmp_path):
     ({"ants/../../escape.png": png(1)} | good_members(), "points outside"),
     (good_members() | {"ants/broken.png": os.urandom(300)}, "ants/broken.png is not an image"),
     ({"ants/0.png": png(1), "ants/1.png": png(2)}, "need at least 2"),
+    # val/ is what a search validates on: it was unpacked unchecked, and each search failed
+    (good_members("train/") | {"val/ants/0.png": os.urandom(300)},
+     "val/ants/0.png is not an image"),
+    (good_members("train/") | {"val/wasps/0.png": png(3)},
+     r"val has class folders \['wasps'\] not in the training classes"),
 ])
 def test_bad_zip_members_are_refused(tmp_path, members, message):
     datasets = tmp_path / "datasets"
@@ -122,3 +127,23 @@ def test_something_that_is_not_an_archive_is_refused(tmp_path):
     path.write_bytes(os.urandom(4096))
     with pytest.raises(DatasetError, match="not a zip or tar archive"):
         import_archive(path, tmp_path / "datasets")
+
+
+def test_a_member_name_that_is_not_utf8_is_refused(tmp_path):
+    """Its name reached the listing as a lone surrogate: every `GET /api/v1/datasets` was a 500."""
+    datasets = tmp_path / "datasets"
+    archive = write_tar(tmp_path / "up.tar.gz", good_members() | {"w\udcffsps/0.png": png(3)})
+    with pytest.raises(DatasetError, match="not UTF-8 text"):
+        import_archive(archive, datasets)
+    assert everything_under(datasets) == set()
+
+
+def test_the_listing_shows_a_folder_name_that_is_not_utf8_escaped(tmp_path):
+    from nas.service.datasets import listing
+
+    datasets = tmp_path / "datasets"
+    imported = import_archive(write_zip(tmp_path / "up.zip", good_members()), datasets)
+    os.rename(imported.path / "bees", os.fsencode(imported.path) + b"/b\xffes")
+    (found,) = listing(datasets)
+    assert found.classes == ("ants", "b\\udcffes")
+    found.classes[1].encode("utf-8")  # JSON can carry it

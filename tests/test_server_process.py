@@ -288,3 +288,41 @@ def test_a_json_body_with_a_key_twice_is_refused_naming_it(server, path, body, k
     assert f"key '{key}' given twice" in response.json()["detail"][0]["msg"]
     assert httpx.get(f"{server.url}/api/v1/searches", headers=AUTH,
                      timeout=30).json()["items"] == []
+
+
+def _tar_with_a_name_that_is_not_utf8() -> bytes:
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in ("ants/0.png", "b\udcffes/0.png"):  # the bytes b"b\xffes"
+            image = io.BytesIO()
+            Image.new("RGB", (8, 8)).save(image, format="PNG")
+            info = tarfile.TarInfo(name)
+            info.size = len(image.getvalue())
+            archive.addfile(info, io.BytesIO(image.getvalue()))
+    return buffer.getvalue()
+
+
+def test_an_upload_naming_a_class_in_bytes_that_are_not_utf8_is_a_422(server):
+    """It was a 500, and it was stored: every `GET /api/v1/datasets` after it was a 500."""
+    response = httpx.post(f"{server.url}/api/v1/datasets", headers=AUTH, timeout=60,
+                          files={"file": ("up.tar", _tar_with_a_name_that_is_not_utf8(),
+                                          "application/x-tar")})
+    assert response.status_code == 422 and "not UTF-8 text" in response.text, response.text
+    listing = httpx.get(f"{server.url}/api/v1/datasets", headers=AUTH, timeout=30)
+    assert listing.status_code == 200 and listing.json() == []
+
+
+@pytest.mark.parametrize("page", ["/", "/api/v1/searches"])
+def test_a_session_cookie_that_is_not_ascii_is_not_signed_in(server, page):
+    """A 500 on every page, for anyone (hmac.compare_digest refuses non-ASCII text)."""
+    response = httpx.get(f"{server.url}{page}", timeout=30,
+                         headers={"Cookie": "nas_session=x.\u00e9".encode()})
+    assert response.status_code in (200, 401), response.text
+    written = httpx.post(f"{server.url}/api/v1/searches", json={}, timeout=30,
+                         headers={"Cookie": "nas_session=x.\u00e9".encode()})
+    assert written.status_code == 401, written.text

@@ -153,6 +153,12 @@ def _tar_reader(opened: tarfile.TarFile, info: tarfile.TarInfo) -> BinaryIO:
 def _safe_relative(name: str) -> PurePosixPath | None:
     """The member's path inside the target folder; `DatasetError` for one that would escape.
     None for the archive's root entry itself."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # tarfile keeps bytes that are not UTF-8 as lone surrogates
+        shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise DatasetError(f"archive member {shown!r} has a name that is not UTF-8 text; "
+                           f"rename it") from None
     if "\\" in name or "\x00" in name:
         raise DatasetError(f"archive member {name!r} has a backslash or NUL in its name")
     path = PurePosixPath(name)
@@ -171,20 +177,30 @@ def _check_image_folder(unpacked: Path) -> tuple[Path, tuple[str, ...], int]:
     if len(entries) == 1 and entries[0].is_dir() and not _has_images(entries[0]):
         dataset = entries[0]  # the archive wrapped the tree in one top folder
     root = dataset / "train" if (dataset / "train").is_dir() else dataset
+    classes, samples = _scan(root, dataset)
+    if root != dataset and (dataset / "val").is_dir():  # what a search validates on
+        _scan(dataset / "val", dataset, classes)
+    return dataset, tuple(classes), len(samples)
+
+
+def _scan(folder: Path, dataset: Path, classes: list[str] | None = None
+          ) -> tuple[list[str], list[tuple[str, int]]]:
+    """`scan_folder`, every image decoded; errors name the archive's folders, not the
+    server's."""
     try:
-        classes, samples = scan_folder(root)
-    except DatasetError as error:  # name the archive's folders, not the server's
-        raise DatasetError(str(error).replace(f"{root}/", "").replace(str(root), "the archive")
-                           ) from None
+        found, samples = scan_folder(folder, classes)
+    except DatasetError as error:
+        message = str(error).replace(f"{dataset}/", "").replace(str(dataset), "the archive")
+        raise DatasetError(message) from None
     for path, _ in samples:
         try:
             with Image.open(path) as image:
                 image.load()
         except Exception as error:
-            relative = Path(path).relative_to(root)
+            relative = Path(path).relative_to(dataset)
             raise DatasetError(f"{relative} is not an image that decodes: "
                                f"{type(error).__name__}") from None
-    return dataset, tuple(classes), len(samples)
+    return found, samples
 
 
 def _has_images(folder: Path) -> bool:

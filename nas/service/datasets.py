@@ -34,6 +34,13 @@ def listing(datasets_dir: Path) -> list[ImportedDataset]:
             classes, samples = scan_folder(root)
         except DatasetError:
             continue
-        found.append(ImportedDataset(folder.name, folder, tuple(classes), len(samples)))
+        found.append(ImportedDataset(folder.name, folder, tuple(map(_text, classes)),
+                                     len(samples)))
     return found
+
+
+def _text(name: str) -> str:
+    """A folder name as JSON can carry it: bytes that are not UTF-8 (a dataset unpacked before
+    uploads refused such names) shown as escapes."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
