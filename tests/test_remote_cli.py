@@ -4,12 +4,14 @@ database of their own (NAS_DATABASE_URL points nowhere usable)."""
 import http.server
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
-from servers import NAS, TOKEN, Server, free_port
+from servers import NAS, TOKEN, Server, free_port, stop_runs_of
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +183,55 @@ def test_a_malformed_server_url_is_one_line():
     result = nas("http://[::1", "searches")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_search_that_fails_on_the_server_exits_2_with_its_reason(server, tmp_path):
+    """It printed "search ... failed" with exit 0, and the reason only in --json."""
+    config = tmp_path / "failing.yaml"  # every candidate out of memory: the search fails
+    config.write_text("strategy: {name: random}\nspace: {blocks: 2}\n"
+                      "evaluator: {name: standalone, epochs: 1, memory_limit_mb: 64}\n"
+                      "dataset: {name: digits, limit: 200}\nnetwork: {cells: 1, channels: 1024}\n"
+                      "budget: {architectures: 1}\nsamples_per_step: 1\n")
+    result = nas(server.url, "search", "-c", str(config))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "failed: NoCandidateScored: all 1 candidates failed" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["delete", "show", "cancel"])
+def test_a_search_id_is_never_read_as_another_path(server, command):
+    """`nas delete x/../ID` deleted search ID."""
+    config = ["--evaluator", "synthetic", "--budget-architectures", "2", "--json"]
+    search_id = json.loads(nas(server.url, "search", *config).stdout)["search_id"]
+    for hostile in (f"x/../{search_id}", f"{search_id}?x", "..", f"{search_id}/"):
+        result = nas(server.url, command, hostile)
+        assert result.returncode == 2, (hostile, result.stdout, result.stderr)
+        assert f"unknown search id {hostile!r}" in result.stderr, result.stderr
+    assert nas(server.url, "show", search_id).returncode == 0  # still there
+
+
+@pytest.mark.slow
+def test_following_a_frozen_server_gives_up_after_a_minute_of_silence(tmp_path):
+    """The event stream had no read timeout: a stopped (SIGSTOP) server or a half-open
+    connection held `nas search` silent for ever. The server pings every 15 s."""
+    frozen = Server(tmp_path).start()
+    config = tmp_path / "slow.yaml"
+    config.write_text("evaluator: {name: synthetic, synthetic_seconds: 2}\n"
+                      "budget: {architectures: 200}\nsamples_per_step: 1\n")
+    env = {**os.environ, "NAS_API_TOKEN": TOKEN, "NAS_SERVER": frozen.url}
+    follower = subprocess.Popen([*NAS, "search", "-c", str(config)], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(15)  # launched and following its events
+        frozen.process.send_signal(signal.SIGSTOP)
+        began = time.monotonic()
+        _, stderr = follower.communicate(timeout=150)
+        waited = time.monotonic() - began
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+        follower.kill()
+        frozen.stop()
+        stop_runs_of(tmp_path / "home")
+    assert follower.returncode == 2, stderr
+    assert "lost the server" in stderr and "Traceback" not in stderr, stderr
+    assert 50 < waited < 120, waited

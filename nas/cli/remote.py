@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,8 @@ from nas.store import ArchitectureRecord, ArchitectureRole, ArchitectureState, S
 from searchspace.genotype import Genotype
 
 _server: str | None = None
+SEARCH_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+STREAM_SILENCE_SECONDS = 60.0  # the server pings every 15 s
 
 
 def configure(server: str | None) -> None:
@@ -88,37 +91,46 @@ class Remote:
                               f"the nas-service API's answer (a wrong URL, or a proxy in "
                               f"between?)")
 
+    @staticmethod
+    def _search_path(search_id: str, *rest: str) -> str:
+        """The API path of a search (an id is letters, digits, `_` and `-`: one that is not
+        would have been read as another path, `x/../ID` deleting search ID)."""
+        if not SEARCH_ID.fullmatch(search_id):
+            raise RemoteError(f"unknown search id {search_id[:100]!r}")
+        return "/".join(("/api/v1/searches", search_id, *rest))
+
     def searches(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.request("GET", "/api/v1/searches", params={"limit": limit}).json()["items"]
 
     def search(self, search_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/api/v1/searches/{search_id}").json()
+        return self.request("GET", self._search_path(search_id)).json()
 
     def top(self, search_id: str, limit: int) -> list[ArchitectureRecord]:
-        rows = self.request("GET", f"/api/v1/searches/{search_id}/top",
+        rows = self.request("GET", self._search_path(search_id, "top"),
                             params={"limit": limit}).json()
         return [architecture_record(row) for row in rows]
 
     def zoo_runs(self, search_id: str) -> list[dict[str, Any]]:
         """The search's zoo baselines, best reward first, as `nas show --json` prints them."""
-        rows = self.request("GET", f"/api/v1/searches/{search_id}/architectures",
+        rows = self.request("GET", self._search_path(search_id, "architectures"),
                             params={"role": "zoo", "sort": "reward", "limit": 100}).json()
         return [baseline_row(architecture_record(row)) for row in rows["items"]]
 
     def baselines(self, search_id: str, archs: list[str]) -> list[dict[str, Any]]:
         """Queue zoo baselines beside a search; the server trains them in the background."""
         body = {"archs": archs} if archs else {}
-        rows = self.request("POST", f"/api/v1/searches/{search_id}/baselines", json=body).json()
+        rows = self.request("POST", self._search_path(search_id, "baselines"),
+                            json=body).json()
         return [baseline_row(architecture_record(row)) for row in rows["architectures"]]
 
     def launch(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/api/v1/searches", json=config).json()
 
     def act(self, search_id: str, action: str) -> dict[str, Any]:
-        return self.request("POST", f"/api/v1/searches/{search_id}/{action}").json()
+        return self.request("POST", self._search_path(search_id, action)).json()
 
     def delete(self, search_id: str) -> None:
-        self.request("DELETE", f"/api/v1/searches/{search_id}", expect="nothing")
+        self.request("DELETE", self._search_path(search_id), expect="nothing")
 
     def latest_finished(self) -> str:
         params = {"status": str(SearchStatus.FINISHED), "limit": 1}
@@ -138,10 +150,12 @@ class Remote:
     def events(self, search_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The search's events as they come, until its `end`; `Unavailable` when the stream
         stops before that (the server went away), `RemoteError` when it is no event stream."""
-        kind, path = "message", f"/api/v1/searches/{search_id}/events"
+        kind, path = "message", self._search_path(search_id, "events")
         try:
-            with self.http.stream("GET", path, timeout=httpx.Timeout(None, connect=10)
-                                  ) as stream:
+            # the server pings every 15 s: a minute of silence is a frozen server, or a
+            # connection that died without a word
+            with self.http.stream("GET", path, timeout=httpx.Timeout(
+                    STREAM_SILENCE_SECONDS, connect=10)) as stream:
                 if stream.status_code >= 400:
                     stream.read()
                     raise RemoteError(f"{self.url}: {_detail(stream)}")

@@ -233,8 +233,12 @@ def resume(
 
 
 def _remote_report(client: Remote, search: dict[str, Any], as_json: bool) -> None:
+    """The followed search's report; exit status 2 with its error when it failed, as a search
+    that fails here does."""
     top = client.top(search["id"], 3)
     _print_report(remote_summary(search, top), "best reward", top, as_json)
+    if search["status"] == SearchStatus.FAILED:
+        fail(f"search {search['id']} failed: {search.get('error') or 'no reason recorded'}")
 
 
 @app.command()
