@@ -170,14 +170,6 @@ class EvaluatorConfig(_Section):
         "process; beyond it the candidate ends FAIL (out of memory); the search goes on"
     )
 
-    @model_validator(mode="after")
-    def _reward_epochs_within_epochs(self) -> EvaluatorConfig:
-        if self.reward_epochs > self.epochs:
-            raise ValueError(f"reward_epochs ({self.reward_epochs}) exceeds epochs "
-                             f"({self.epochs}): the reward is the best validation accuracy "
-                             f"of the last reward_epochs of the epochs a candidate trains")
-        return self
-
     @property
     def topology_warmup_epochs(self) -> int:
         """`fixed_topology_epochs`, or its default: half of the warm-up."""
@@ -399,6 +391,46 @@ class SearchConfig(_Section):
         validate_options(self.strategy.name, self.strategy.options,  # builds no strategy
                          self.space.build().ops)
         return self
+
+
+MAX_ARCHITECTURES = 10_000_000
+MAX_SECONDS = 366 * 86_400  # a budget of a year
+MAX_CANDIDATE_SECONDS = 30 * 86_400
+MAX_MEMORY_MB = 16 * 2**20  # 16 TiB
+MAX_BATCH = 65_536
+RAY_DECIMALS = 4  # Ray counts fractional resources to 1e-4
+
+
+def check_new_search(config: SearchConfig) -> None:
+    """What a search is checked for when it is created, on top of the model's validation:
+    limits added after searches were stored under looser rules (a stored search still loads,
+    resumes and exports). Each value beyond them failed the search, or every candidate of it,
+    after it was stored. `ConfigError` naming every field."""
+    evaluator, budget, runner = config.evaluator, config.budget, config.runner
+    problems = [f"{path}: at most {limit:,}, got {value:g}" for path, value, limit in (
+        ("budget.architectures", budget.architectures, MAX_ARCHITECTURES),
+        ("budget.seconds", budget.seconds, MAX_SECONDS),
+        ("evaluator.timeout_seconds", evaluator.timeout_seconds, MAX_CANDIDATE_SECONDS),
+        ("evaluator.memory_limit_mb", evaluator.memory_limit_mb, MAX_MEMORY_MB),
+        ("evaluator.batch_size", evaluator.batch_size, MAX_BATCH),
+        ("workers.cpus_per_trial", config.workers and config.workers.cpus_per_trial, 1024),
+        ("workers.gpus_per_trial", config.workers and config.workers.gpus_per_trial, 64),
+    ) if value is not None and value > limit]
+    resources = [("runner.cpus", runner.cpus), ("runner.gpus", runner.gpus)]
+    if config.workers is not None:
+        resources += [("workers.cpus_per_trial", config.workers.cpus_per_trial),
+                      ("workers.gpus_per_trial", config.workers.gpus_per_trial)]
+    problems += [f"{path}: Ray counts resources to {RAY_DECIMALS} decimals, got {value:g}"
+                 for path, value in resources if round(value, RAY_DECIMALS) != value]
+    if evaluator.micro_batch is not None and evaluator.micro_batch > evaluator.batch_size:
+        problems.append(f"evaluator.micro_batch ({evaluator.micro_batch}) exceeds "
+                        f"evaluator.batch_size ({evaluator.batch_size})")
+    if evaluator.reward_epochs > evaluator.epochs:
+        problems.append(f"evaluator.reward_epochs ({evaluator.reward_epochs}) exceeds "
+                        f"evaluator.epochs ({evaluator.epochs}): the reward is the best "
+                        f"validation accuracy of the last reward_epochs epochs")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -23,7 +23,7 @@ import time
 
 from nas import loop
 from nas.concurrent_search import run_concurrent
-from nas.config import SearchConfig
+from nas.config import SearchConfig, check_new_search
 from nas.data import check_dataset, load_dataset
 from nas.evaluators import ConcurrentEvaluator, Evaluator, create_evaluator
 from nas.loop import LoopState, ProgressCallback, StepReport
@@ -49,6 +49,7 @@ __all__ = ["LoopState", "ProgressCallback", "StepReport", "create_search",
 def create_search(store: Store, config: SearchConfig) -> SearchRecord:
     """Queue a search for a validated config. Its dataset is checked (`check_dataset`: the
     files are there) before the row exists, and loaded only when the search runs."""
+    check_new_search(config)
     if config.evaluator.name != "synthetic":
         dataset = config.dataset
         check_dataset(dataset.name, dataset.resolved_path(),

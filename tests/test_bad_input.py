@@ -106,7 +106,22 @@ def test_the_largest_seed_is_accepted(env):
         ("evaluator: {name: synthetic}\nstrategy: {name: evolution, population_size: true}",
          "population_size: expected a number, got true"),
         ("evaluator: {name: standalone, epochs: 2, reward_epochs: 3}",
-         "reward_epochs (3) exceeds epochs (2)"),
+         "evaluator.reward_epochs (3) exceeds evaluator.epochs (2)"),
+        # each was stored, and then failed the search or every candidate of it
+        ("evaluator: {name: synthetic}\nrunner: {cpus: 1.0e-300}",
+         "runner.cpus: Ray counts resources to 4 decimals"),
+        ("evaluator: {name: standalone, timeout_seconds: 1.0e+300}",
+         "evaluator.timeout_seconds: at most 2,592,000"),
+        ("evaluator: {name: standalone, memory_limit_mb: 1000000000000000}",
+         "evaluator.memory_limit_mb: at most 16,777,216"),
+        ("evaluator: {name: standalone, batch_size: 1000000000000}",
+         "evaluator.batch_size: at most 65,536"),
+        ("evaluator: {name: standalone, batch_size: 32, micro_batch: 64}",
+         "evaluator.micro_batch (64) exceeds evaluator.batch_size (32)"),
+        ("evaluator: {name: synthetic}\nbudget: {architectures: 1180591620717411303424}",
+         "budget.architectures: at most 10,000,000"),
+        ("evaluator: {name: synthetic}\nbudget: {seconds: 1.0e+300}",
+         "budget.seconds: at most 31,622,400"),
     ],
 )
 def test_other_numeric_ranges_are_checked(env, tmp_path, setting, field):

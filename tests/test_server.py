@@ -123,6 +123,8 @@ def test_bad_reads_are_json_errors(client, path, status):
     ({"samples_per_step": 0}, "samples_per_step"),
     ({"budget": {"architectures": True}}, '"architectures"], "msg": "Value error, expected a '
                                           'number, got true"'),
+    ({"runner": {"cpus": 1e-300}}, "runner.cpus: Ray counts resources to 4 decimals"),
+    ({"budget": {"architectures": 2**70}}, "budget.architectures: at most 10,000,000"),
 ])
 def test_a_bad_config_names_the_field(client, setting, field):
     response = client.post("/api/v1/searches", json=synthetic() | setting, headers=AUTH)
