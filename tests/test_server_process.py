@@ -326,3 +326,45 @@ def test_a_session_cookie_that_is_not_ascii_is_not_signed_in(server, page):
     written = httpx.post(f"{server.url}/api/v1/searches", json={}, timeout=30,
                          headers={"Cookie": "nas_session=x.\u00e9".encode()})
     assert written.status_code == 401, written.text
+
+
+@pytest.mark.parametrize("last", ["9223372036854775807", "9" * 30])
+def test_a_last_event_id_beyond_every_id_resends_nothing(server, last):
+    """19 digits or more were read as 0: the whole log was sent again."""
+    synthetic = {"name": "sse", "evaluator": {"name": "synthetic"}, "strategy": {"name": "random"},
+                 "budget": {"architectures": 2}, "samples_per_step": 1}
+    search_id = httpx.post(f"{server.url}/api/v1/searches", json=synthetic, headers=AUTH,
+                           timeout=30).json()["id"]
+    assert follow(server.url, search_id)[-1][0] == "end"
+    with httpx.stream("GET", f"{server.url}/api/v1/searches/{search_id}/events",
+                      headers={"Last-Event-ID": last}, timeout=30) as stream:
+        lines = list(stream.iter_lines())
+    assert not [line for line in lines if line.startswith("id: ")], lines
+    assert "event: end" in lines
+
+
+def test_a_cancelled_search_is_deleted_once_its_run_has_stopped(server):
+    """Deleted while its run still wrote (cancel, then delete at once): the run's writes and
+    the event stream of a follower raised tracebacks in the log, and the stream had no end."""
+    slow = {"name": "slow", "evaluator": {"name": "synthetic", "synthetic_seconds": 2},
+            "budget": {"architectures": 100}, "samples_per_step": 1}
+    search_id = httpx.post(f"{server.url}/api/v1/searches", json=slow, headers=AUTH,
+                           timeout=30).json()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        followed = pool.submit(follow, server.url, search_id, 120)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/api/v1/searches/{search_id}",
+                        timeout=30).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        url = f"{server.url}/api/v1/searches/{search_id}"
+        assert httpx.post(f"{url}/cancel", headers=AUTH, timeout=30).status_code == 200
+        refused = httpx.delete(url, headers=AUTH, timeout=30)
+        assert refused.status_code == 409 and "still stopping" in refused.text, refused.text
+        while (deleted := httpx.delete(url, headers=AUTH, timeout=30)).status_code == 409:
+            assert time.monotonic() < deadline, deleted.text
+            time.sleep(0.5)
+        assert deleted.status_code == 204, deleted.text
+        assert followed.result(timeout=60)[-1][0] == "end"
+    time.sleep(1)
+    assert "Traceback" not in server.log.read_text()

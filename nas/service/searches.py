@@ -100,6 +100,11 @@ def delete(store: Store, search_id: str) -> None:
     record = store.get_search(search_id)
     if record.status in ACTIVE_STATUSES:
         raise Conflict(f"search {search_id} is {record.status}; cancel it first")
+    age = record.heartbeat_age()
+    if record.owner is not None and age is not None and (
+            age < OwnershipSettings.from_env().stale_seconds):  # cancelled, not stopped yet
+        raise Conflict(f"search {search_id} is {record.status}, but its run is still "
+                       f"stopping (it stops at its next step); delete it once it has")
     store.delete_search(search_id)
     shutil.rmtree(weights_dir() / search_id, ignore_errors=True)
 
