@@ -59,6 +59,21 @@ def test_health_readiness_and_metrics(client):
     assert 'nas_http_requests_total{route="/readyz",status="200"}' in text
 
 
+def test_a_request_that_fails_with_a_bug_is_counted_as_a_500(client):
+    """An error no handler took escaped the metrics middleware uncounted: a 5xx alert on
+    `nas_http_requests_total` could never fire. A route that fails as a bug would."""
+    from fastapi.testclient import TestClient
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    client.app.add_api_route("/api/v1/broken", broken)
+    answer = TestClient(client.app, raise_server_exceptions=False).get("/api/v1/broken")
+    assert answer.status_code == 500 and "a bug" not in answer.text
+    text = client.get("/metrics").text
+    assert 'nas_http_requests_total{route="/api/v1/broken",status="500"} 1.0' in text, text
+
+
 def test_a_launched_search_runs_and_its_architectures_page_by_reward(client):
     search_id = launch(client, synthetic(architectures=24))
     body = wait_for(client, search_id)
