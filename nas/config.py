@@ -388,8 +388,14 @@ class SearchConfig(_Section):
     def _strategy_accepts_options(self) -> SearchConfig:
         from nas.strategies import validate_options
 
-        validate_options(self.strategy.name, self.strategy.options,  # builds no strategy
-                         self.space.build().ops)
+        try:
+            validate_options(self.strategy.name, self.strategy.options,  # builds no strategy
+                             self.space.build().ops)
+        except ValidationError as error:  # its fields are the strategy's: say so
+            raise ValueError("; ".join(
+                f"strategy.{'.'.join(map(str, item['loc']))}: "
+                f"{item['msg'].removeprefix('Value error, ')}" for item in error.errors())
+            ) from None
         return self
 
 

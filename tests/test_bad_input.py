@@ -97,14 +97,14 @@ def test_the_largest_seed_is_accepted(env):
         ("dataset: {valid_fraction: 0}", "dataset.valid_fraction"),
         ("network: {channels: 1000000}", "network.channels"),
         ("objective: {params_target: 1000, params_weight: -.inf}", "objective.params_weight"),
-        ("strategy: {name: reinforce, lr: .nan}", "lr"),
+        ("strategy: {name: reinforce, lr: .nan}", "strategy.lr"),
         ("objective: {multiply_adds_target: 0}", "objective.multiply_adds_target"),
         ("evaluator: {name: synthetic}\nobjective: {params_target: 1000}",
          "synthetic evaluator builds no network"),
         ("evaluator: {name: synthetic}\nbudget: {architectures: true}",  # ran 1 (true = 1)
          "budget.architectures: expected a number, got true"),
         ("evaluator: {name: synthetic}\nstrategy: {name: evolution, population_size: true}",
-         "population_size: expected a number, got true"),
+         "strategy.population_size: expected a number, got true"),
         ("evaluator: {name: standalone, epochs: 2, reward_epochs: 3}",
          "evaluator.reward_epochs (3) exceeds evaluator.epochs (2)"),
         # each was stored, and then failed the search or every candidate of it

@@ -235,3 +235,19 @@ def test_following_a_frozen_server_gives_up_after_a_minute_of_silence(tmp_path):
     assert follower.returncode == 2, stderr
     assert "lost the server" in stderr and "Traceback" not in stderr, stderr
     assert 50 < waited < 120, waited
+
+
+def test_export_ranks_beyond_100_and_a_rank_of_0_through_the_api(server, tmp_path):
+    """Ranks above 100 could not be exported from a server ("limit: ... <= 100"), and a rank
+    of 0 was refused as "limit: Input should be greater than or equal to 1"."""
+    config = ["--evaluator", "synthetic", "--budget-architectures", "160", "--json"]
+    search_id = json.loads(nas(server.url, "search", *config).stdout)["search_id"]
+    exported = nas(server.url, "export", "best", "--search", search_id, "--rank", "150",
+                   "-o", str(tmp_path / "r150.py"), "--json")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["rank"] == 150
+    for rank, message in (("0", "rank 0 is out of range"), ("1001", "from 1 to 1000"),
+                          ("161", "has 160 ranked architecture(s)")):
+        refused = nas(server.url, "export", "best", "--search", search_id, "--rank", rank,
+                      "-o", str(tmp_path / "x.py"))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -16,6 +16,7 @@ from nas.cli.remote_commands import remote, write_export
 from nas.data import DATASETS
 from nas.export import FORMATS, export
 from nas.service import exports
+from nas.service.architectures import TOP_LIMIT
 from nas.service.transfers import TransferOutcome, TransferRequest, run_transfer
 from nas.store import Store
 from nas.train import TrainConfig
@@ -90,6 +91,9 @@ def _export_remote(output: Path, search: str | None, rank: int, fmt: str, as_jso
     with user_errors(), remote() as client:
         exports.check_format(fmt)
         search_id = search or client.latest_finished()
+        if not 1 <= rank <= TOP_LIMIT:  # the server answered "limit: ...", a name not given
+            fail(f"rank {rank} is out of range: a server ranks a search's architectures from "
+                 f"1 to {TOP_LIMIT}")
         ranked = client.top(search_id, rank)
         if len(ranked) < rank:
             fail(f"rank {rank} is out of range: search {search_id} has {len(ranked)} ranked "

@@ -16,6 +16,9 @@ def page(store: Store, search_id: str, *, sort: ArchitectureSort = "reward",
                                     role=role, cursor=cursor, limit=limit)
 
 
+TOP_LIMIT = 1000  # the most `GET /api/v1/searches/{id}/top` answers: the ranks a client sees
+
+
 def top(store: Store, search_id: str, limit: int) -> list[ArchitectureRecord]:
     """The best scored architectures by the store's ranking (ENAS: the derived ones)."""
     return store.ranked_architectures(search_id, limit=limit)

@@ -108,7 +108,8 @@ def best(search_id: str, _: ReadAccess, store: StoreDep) -> ArchitectureOut:
 
 @router.get("/{search_id}/top", response_model=list[ArchitectureOut], responses=ERRORS)
 def top(search_id: str, _: ReadAccess, store: StoreDep,
-        limit: Annotated[int, Query(ge=1, le=100)] = 5) -> list[ArchitectureOut]:
+        limit: Annotated[int, Query(ge=1, le=architecture_service.TOP_LIMIT)] = 5
+        ) -> list[ArchitectureOut]:
     """The best architectures as `nas show` ranks them (ENAS: the derived ones)."""
     return [ArchitectureOut.of(row) for row in architecture_service.top(store, search_id, limit)]
 
