@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from nas.service.errors import STATUS_BY_TYPE
@@ -31,6 +31,7 @@ from server.routes import (
     zoo,
 )
 from server.settings import ServerSettings
+from server.single_query import refuse_repeated_query
 
 
 def create_launcher(settings: ServerSettings) -> Launcher:
@@ -57,6 +58,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             app.state.store.close()
 
     app = FastAPI(title="nas-service", version="0.1.0", lifespan=lifespan,
+                  dependencies=[Depends(refuse_repeated_query)],
                   description="Neural architecture search: launch, follow, cancel and resume "
                   "searches; every sampled architecture; exports of the best.")
     app.state.settings = settings

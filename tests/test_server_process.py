@@ -368,3 +368,15 @@ def test_a_cancelled_search_is_deleted_once_its_run_has_stopped(server):
         assert followed.result(timeout=60)[-1][0] == "end"
     time.sleep(1)
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize("query", ["status=finished&status=queued", "limit=1&limit=2"])
+def test_a_query_parameter_given_twice_is_refused_naming_it(server, query):
+    """The last value was taken without a word (`status` twice listed only queued searches)."""
+    name = query.split("=")[0]
+    answer = httpx.get(f"{server.url}/api/v1/searches?{query}", timeout=30)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == [{"loc": ["query", name], "type": "value_error",
+                                        "msg": "given more than once: give it once"}]
+    page = httpx.get(f"{server.url}/?{query}", timeout=30)  # a page: the same, as a page
+    assert page.status_code == 422 and "text/html" in page.headers["content-type"]
