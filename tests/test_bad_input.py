@@ -476,15 +476,22 @@ def test_a_bad_ownership_setting_stores_no_search(env, variable, value, message)
 
 
 def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(env):
-    """A SIGINT half a second in lands while torch loads (over a second here)."""
-    command = subprocess.Popen([sys.executable, "-c", "from nas.cli import main; main()",
-                                "search", *SYNTHETIC], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    """A SIGINT while torch loads (sent once torch's library is mapped into the process)."""
+    command = subprocess.Popen(
+        [sys.executable, "-c", "from nas.cli import main; main()", "search", *SYNTHETIC],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a test run started in the background ignores SIGINT, and a
+        # process that starts with SIGINT ignored keeps ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    maps, deadline = Path(f"/proc/{command.pid}/maps"), time.monotonic() + 120
+    while "libtorch" not in maps.read_text():
+        assert command.poll() is None and time.monotonic() < deadline, command.returncode
+        time.sleep(0.005)
     command.send_signal(signal.SIGINT)
     _, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert searches(env) == 0  # it stopped before anything was stored
 
 
 def test_a_data_folder_for_a_dataset_that_reads_none_is_refused(env, tmp_path):
