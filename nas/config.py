@@ -413,7 +413,8 @@ def check_new_search(config: SearchConfig) -> None:
     resumes and exports). Each value beyond them failed the search, or every candidate of it,
     after it was stored. `ConfigError` naming every field."""
     evaluator, budget, runner = config.evaluator, config.budget, config.runner
-    problems = [f"{path}: at most {limit:,}, got {value:g}" for path, value, limit in (
+    problems = _name_problems(config.name)
+    problems += [f"{path}: at most {limit:,}, got {value:g}" for path, value, limit in (
         ("budget.architectures", budget.architectures, MAX_ARCHITECTURES),
         ("budget.seconds", budget.seconds, MAX_SECONDS),
         ("evaluator.timeout_seconds", evaluator.timeout_seconds, MAX_CANDIDATE_SECONDS),
@@ -437,6 +438,23 @@ def check_new_search(config: SearchConfig) -> None:
                         f"validation accuracy of the last reward_epochs epochs")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+# Characters that make text display other than it is: bidirectional overrides and isolates
+# (a name "\u202eexe.txt" shows as "txt.exe"), and those that show nothing (zero width).
+HIDDEN_CHARACTERS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d"
+                              "\u202e\u2066\u2067\u2068\u2069")
+
+
+def _name_problems(name: str) -> list[str]:
+    if not name.strip() or all(character in HIDDEN_CHARACTERS or character.isspace()
+                               for character in name):
+        return ["name: shows nothing (only spaces or invisible characters)"]
+    if hidden := sorted({f"U+{ord(character):04X}" for character in name
+                         if character in HIDDEN_CHARACTERS}):
+        return [f"name: holds characters that change how it reads or show nothing "
+                f"({', '.join(hidden)})"]
+    return []
 
 
 def describe_validation_error(error: ValidationError) -> str:

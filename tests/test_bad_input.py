@@ -214,6 +214,9 @@ def test_nul_in_a_name_on_postgresql(env, tmp_path):
     ("x" * 201, "at most 200 characters"),
     ("two\nlines", "one line"),
     ("tab\there", "control characters"),
+    ("   ", "shows nothing"),  # accepted before, as the three below
+    ("\u200b", "shows nothing"),
+    ("report\u202etxt.exe", "U+202E"),
 ])
 def test_names_are_one_short_line(env, name, message):
     result = nas(env, "search", *SYNTHETIC, "--name", name, check=False)
