@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from searchspace.unique_keys import KeyGivenTwice, unique_keys
+
 Block = tuple[int, str, int, str]
 CELL_NAMES = ("normal", "reduction")
 BLOCK_FIELDS = ("input_a", "op_a", "input_b", "op_b")
@@ -132,22 +134,14 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str) -> Genotype:
         try:
-            data = json.loads(text, object_pairs_hook=_unique_keys)
+            data = json.loads(text, object_pairs_hook=unique_keys)
+        except KeyGivenTwice as error:
+            raise InvalidGenotype(str(error)) from None
         except json.JSONDecodeError as error:
             raise InvalidGenotype(f"not valid JSON: {error}") from None
         except RecursionError:  # a genotype is three levels deep; thousands are no genotype
             raise InvalidGenotype("not a genotype: JSON nested too deeply") from None
         return cls.from_dict(data)
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """A JSON object, refusing a key given twice (json.loads would keep the last silently)."""
-    found: dict[str, object] = {}
-    for key, value in pairs:
-        if key in found:
-            raise InvalidGenotype(f"key {_short(key)!s} given twice")
-        found[key] = value
-    return found
 
 
 def _canonical_block(block: Block) -> Block:

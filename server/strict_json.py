@@ -12,18 +12,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-
-class _KeyGivenTwice(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _KeyGivenTwice(f"key {key[:100]!r} given twice")
-        found[key] = value
-    return found
+from searchspace.unique_keys import KeyGivenTwice, unique_keys
 
 
 class StrictJSONRequest(Request):
@@ -33,8 +22,8 @@ class StrictJSONRequest(Request):
         if not hasattr(self, "_json"):
             body = await self.body()
             try:
-                self._json = json.loads(body, object_pairs_hook=_unique_keys)
-            except _KeyGivenTwice as error:
+                self._json = json.loads(body, object_pairs_hook=unique_keys)
+            except KeyGivenTwice as error:
                 raise json.JSONDecodeError(str(error), body.decode("utf-8", "replace"),
                                            0) from None
         return self._json

@@ -136,9 +136,9 @@ def parse_cli(group, argv: list[str]):
 
 
 def nas_cli():
-    from nas.cli import app
+    from nas.cli import load_app
 
-    return typer.main.get_command(app)
+    return typer.main.get_command(load_app())
 
 
 def ray_cli() -> click.Group:

@@ -35,14 +35,7 @@ def load_app() -> Any:
     )
     from nas.cli.app import app
 
-    globals()["app"] = app  # the package's `app` is the Typer app, not the nas.cli.app module
     return app
-
-
-def __getattr__(name: str) -> Any:
-    if name == "app":  # `from nas.cli import app`: the app with its commands
-        return load_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
